@@ -1,0 +1,133 @@
+"""The result bundle: the contract between the backend and the Blender importer.
+
+A bundle is a folder holding `result.json` (schema in docs/result-bundle.md),
+`head.obj`, `blendshapes.npz`, optional `albedo.png` / `normal.png`, and
+`images/` with a copy of each input photo (so camera backgrounds survive the
+originals moving). It is written into a temporary sibling folder and renamed
+into place, so a reader never sees half a bundle and a failed run never
+touches an earlier result.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import OutputError
+from .face_model import PARTS, FaceModel
+
+SCHEMA = "faceforge.result"
+SCHEMA_VERSION = 1
+AXES = "model space: centimetres, +Y up, +Z out of the face, subject's left at +X"
+CAMERA_CONVENTION = ("OpenCV: x_cam = R @ X_model + t (X_model in cm); u = fx*x/z + cx, v = fy*y/z + cy; "
+                     "pixel (0,0) is the centre of the top-left pixel; camera looks down +Z, image y down")
+
+
+def write_obj(path: Path, model: FaceModel, vertices: np.ndarray) -> None:
+    """Quads and UVs as in the model, one `g`/`usemtl` group per part (so importers can split or slot them)."""
+    sizes, pv, puv = model.polygon_sizes, model.polygon_vertices, model.polygon_uvs
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    first_vertex = pv[starts[:-1]]
+    part_bounds = list(PARTS.items())
+    lines = ["# FaceForge head (ICT-FaceKit light topology), " + AXES, "mtllib head.mtl"]
+    lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
+    lines += [f"vt {u:.6f} {v:.6f}" for u, v in model.uv]
+    current = None
+    for f in range(len(sizes)):
+        part = next(name for name, (a, b) in part_bounds if a <= first_vertex[f] < b)
+        if part != current:
+            lines += [f"g {part}", f"usemtl {part}"]
+            current = part
+        s, e = starts[f], starts[f + 1]
+        lines.append("f " + " ".join(f"{v + 1}/{t + 1}" for v, t in zip(pv[s:e], puv[s:e])))
+    path.write_text("\n".join(lines) + "\n")
+    path.with_suffix(".mtl").write_text("".join(f"newmtl {p}\nKd 0.8 0.8 0.8\n" for p in PARTS))
+
+
+def write_bundle(output: str | Path, result: dict, model: FaceModel, identity: np.ndarray,
+                 images: list[tuple[str, str]] = (), extra_files: dict[str, bytes | Path] | None = None,
+                 overwrite: bool = True) -> Path:
+    """Write a complete bundle to `output` atomically.
+
+    result: the result.json dict (schema fields filled in here); identity: (K,) coefficients;
+    images: (source path, name inside images/) pairs; extra_files: name -> bytes or a path to copy.
+    """
+    output = Path(output).resolve()
+    parent = output.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=parent))
+    except OSError as e:
+        raise OutputError(f"cannot create the output folder ({e.strerror or e})", parent) from e
+    try:
+        neutral = model.vertices(identity)
+        write_obj(tmp / "head.obj", model, neutral)
+        np.savez_compressed(tmp / "blendshapes.npz", names=np.array(model.expression_names),
+                            ict_names=np.array(model.ict_expression_names),
+                            deltas=model.expression.astype(np.float32), neutral=neutral.astype(np.float32))
+        (tmp / "images").mkdir()
+        for src, name in images:
+            shutil.copyfile(src, tmp / "images" / name)
+        for name, data in (extra_files or {}).items():
+            if isinstance(data, (bytes, bytearray)):
+                (tmp / name).write_bytes(data)
+            else:
+                shutil.copyfile(data, tmp / name)
+        doc = {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "backend_version": __version__,
+            "model": {"name": "ICT-FaceKit light", "sha256": model.sha256, "n_vertices": model.n_vertices,
+                      "n_identity": model.n_identity, "expression_names": model.expression_names,
+                      "parts": {k: list(v) for k, v in PARTS.items()}, "axes": AXES, "units": "cm"},
+            "camera_convention": CAMERA_CONVENTION,
+            "files": {"mesh": "head.obj", "blendshapes": "blendshapes.npz",
+                      **{k: v for k, v in result.pop("files", {}).items()}},
+            "identity": [float(x) for x in identity],
+            **result,
+        }
+        (tmp / "result.json").write_text(json.dumps(doc, indent=1))
+        _replace_dir(tmp, output, overwrite)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        why = "disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise OutputError(f"cannot write the result bundle ({why})", output) from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output
+
+
+def _replace_dir(tmp: Path, output: Path, overwrite: bool) -> None:
+    """Move the finished bundle into place; an earlier bundle is kept until the new one is in."""
+    if output.exists():
+        if not overwrite:
+            raise OutputError("already exists (choose another output folder)", output)
+        if not (output / "result.json").is_file() and any(output.iterdir()):
+            raise OutputError("exists and is not a result bundle; refusing to replace it", output)
+        old = output.with_name(f".{output.name}.old-{os.getpid()}")
+        os.replace(output, old)
+        try:
+            os.replace(tmp, output)
+        except OSError:
+            os.replace(old, output)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, output)
+
+
+def read_result(bundle: str | Path) -> dict:
+    bundle = Path(bundle)
+    doc = json.loads((bundle / "result.json").read_text())
+    if doc.get("schema") != SCHEMA:
+        raise ValueError(f"{bundle}: not a FaceForge result bundle")
+    if doc.get("schema_version", 0) > SCHEMA_VERSION:
+        raise ValueError(f"{bundle}: bundle schema {doc['schema_version']} is newer than this reader")
+    return doc

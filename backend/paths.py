@@ -1,0 +1,12 @@
+"""Where the backend finds its bundled weights."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS_DIR = Path(os.environ.get("FACEFORGE_WEIGHTS", REPO_ROOT / "weights"))
+ICT_MODEL = WEIGHTS_DIR / "ict-facekit" / "ict_face_model.npz"
+ICT_VERTEX_INDICES = WEIGHTS_DIR / "ict-facekit" / "vertex_indices.json"
+MEDIAPIPE_TASK = WEIGHTS_DIR / "mediapipe" / "face_landmarker.task"
+MP_TO_ICT = WEIGHTS_DIR / "mediapipe_to_ict.npz"
