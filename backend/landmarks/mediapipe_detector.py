@@ -1,0 +1,79 @@
+"""MediaPipe Face Landmarker (Tasks API, offline model bundle): 478 points + 52 ARKit scores."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .. import paths
+from ..errors import NoFaceError, SetupError
+from .base import Detection
+
+
+class MediaPipeDetector:
+    max_faces = 8
+
+    def __init__(self, model_path=None):
+        model_path = model_path or paths.MEDIAPIPE_TASK
+        try:
+            from mediapipe.tasks.python import BaseOptions, vision
+        except ImportError as e:
+            raise SetupError(f"mediapipe is not installed in the backend Python ({e}); run `python build.py setup`")
+        if not model_path.is_file():
+            raise SetupError("MediaPipe model bundle is missing; restore weights/mediapipe/", model_path)
+        opts = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(model_path)),
+            running_mode=vision.RunningMode.IMAGE,
+            num_faces=self.max_faces,
+            min_face_detection_confidence=0.4,
+            min_face_presence_confidence=0.4,
+            output_face_blendshapes=True,
+        )
+        try:
+            self._landmarker = vision.FaceLandmarker.create_from_options(opts)
+        except Exception as e:  # the C++ side refuses a damaged bundle
+            raise SetupError(f"MediaPipe model bundle could not be loaded ({e})", model_path) from e
+        self._lock = threading.Lock()  # one graph, not reentrant
+
+    def close(self):
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def detect_all(self, image_rgb: np.ndarray) -> list[Detection]:
+        import mediapipe as mp
+
+        h, w = image_rgb.shape[:2]
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image_rgb))
+        with self._lock:
+            res = self._landmarker.detect(image)
+        out = []
+        for i, lms in enumerate(res.face_landmarks):
+            # MediaPipe normalises by image size with 0 at the pixel edge; we use pixel centres.
+            pts = np.array([[p.x * w - 0.5, p.y * h - 0.5] for p in lms])
+            box = (*pts.min(0), *pts.max(0))
+            bs = None
+            if res.face_blendshapes:
+                bs = {c.category_name: float(c.score) for c in res.face_blendshapes[i] if c.category_name != "_neutral"}
+            out.append(Detection(points=pts, format="mediapipe478", box=tuple(float(x) for x in box), blendshapes=bs))
+        return out
+
+    def detect(self, image_rgb: np.ndarray, path=None, face_index: int | None = None) -> Detection:
+        faces = self.detect_all(image_rgb)
+        if not faces:
+            raise NoFaceError("no face found", path)
+        areas = [(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]) for d in faces]
+        order = np.argsort(areas)[::-1]
+        pick = int(order[0] if face_index is None else order[min(face_index, len(order) - 1)])
+        det = faces[pick]
+        det.n_faces = len(faces)
+        if len(faces) > 1:
+            det.warnings.append(f"{len(faces)} faces found; using the {'largest' if face_index is None else f'#{face_index}'}"
+                                " (choose another with --face-index)")
+        return det

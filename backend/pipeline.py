@@ -1,0 +1,315 @@
+"""images -> landmarks -> bundle adjustment -> texture -> result bundle."""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CancelledError, FaceForgeError, InputError, NoFaceError
+from .face_model import arkit_to_shape_names, load_face_model, shape_names_to_arkit
+from .landmarks.base import FORMATS, Detection
+
+
+@dataclass
+class View:
+    name: str
+    source_path: str
+    width: int
+    height: int
+    detection: Detection
+    image: np.ndarray | None = None  # RGB uint8, None for landmark-only views
+    focal_px: float | None = None  # from EXIF or the landmarks file
+    focal_source: str = "fit"
+    warnings: list = field(default_factory=list)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' asked for, but this torch build sees no CUDA GPU (use --device cpu or auto)")
+    return device
+
+
+def _noop_progress(stage, fraction, message=""):
+    pass
+
+
+def _check(cancel):
+    if cancel is not None and cancel():
+        raise CancelledError("cancelled by the user")
+
+
+def load_landmarks_file(path) -> list[View]:
+    """User-supplied 2D landmarks, one entry per image (see README: 'Fitting your own landmarks')."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError("landmarks file not found", path)
+    except (OSError, ValueError) as e:
+        raise InputError(f"landmarks file is not valid JSON ({e})", path)
+    fmt = doc.get("format")
+    if fmt not in FORMATS:
+        raise InputError(f"landmarks file needs \"format\": one of {sorted(FORMATS)}", path)
+    views = []
+    for i, entry in enumerate(doc.get("images", [])):
+        pts = np.asarray(entry.get("points", []), np.float64)
+        if pts.shape != (FORMATS[fmt], 2):
+            raise InputError(f"image #{i}: expected {FORMATS[fmt]} points, got shape {pts.shape}", path)
+        img_path = entry.get("image")
+        image, w, h, warnings = None, entry.get("width"), entry.get("height"), []
+        if img_path:
+            p = Path(img_path) if Path(img_path).is_absolute() else path.parent / img_path
+            if p.is_file():
+                from .images import load_image
+
+                li = load_image(p)
+                if li.scale != 1.0:
+                    pts = pts * li.scale
+                image, w, h, warnings = li.rgb, li.rgb.shape[1], li.rgb.shape[0], list(li.warnings)
+        if not w or not h:
+            raise InputError(f"image #{i}: give \"width\" and \"height\" when the image file is not available", path)
+        det = Detection(points=pts, format=fmt, box=(*pts.min(0), *pts.max(0)))
+        focal = entry.get("focal_px")
+        views.append(View(name=entry.get("name") or (Path(img_path).stem if img_path else f"view{i}"),
+                          source_path=str(img_path or ""), width=int(w), height=int(h), detection=det, image=image,
+                          focal_px=focal, focal_source="given" if focal else "fit", warnings=warnings))
+    if not views:
+        raise InputError("landmarks file lists no images", path)
+    return views
+
+
+def detect_views(inputs, detector_name="mediapipe", device="cpu", face_index=None, progress=_noop_progress,
+                 cancel=None) -> tuple[list[View], list[str]]:
+    from .images import collect_inputs, is_video, load_image
+    from .landmarks import make_detector
+
+    files = collect_inputs(list(inputs))
+    videos = [f for f in files if is_video(f)]
+    if videos:
+        raise InputError("videos are handled by `python -m backend track`; pass photos here", videos[0])
+    views, warnings = [], []
+    mp = make_detector("mediapipe")
+    fan = make_detector("fan", device) if detector_name == "fan" else None
+    try:
+        for i, f in enumerate(files):
+            _check(cancel)
+            progress("detect", i / len(files), f"finding the face in {f.name}")
+            li = load_image(f)
+            try:
+                det = mp.detect(li.rgb, f, face_index=face_index)
+                if fan is not None:
+                    fan_det = fan.detect(li.rgb, f, box=det.box)
+                    fan_det.n_faces, fan_det.warnings = det.n_faces, det.warnings + fan_det.warnings
+                    det = fan_det
+            except NoFaceError as e:
+                warnings.append(f"{f.name}: no face found; view skipped")
+                if len(files) == 1:
+                    raise e
+                continue
+            v = View(name=f.stem, source_path=str(f), width=li.rgb.shape[1], height=li.rgb.shape[0], detection=det,
+                     image=li.rgb, focal_px=li.exif_focal_px, focal_source="exif" if li.exif_focal_px else "fit",
+                     warnings=list(li.warnings) + [f"{f.name}: {w}" for w in det.warnings])
+            views.append(v)
+    finally:
+        mp.close()
+    if not views:
+        raise NoFaceError("no face found in any of the images", files[0].parent if len(files) > 1 else files[0])
+    _dedupe_names(views)
+    return views, warnings
+
+
+def _dedupe_names(views):
+    seen = {}
+    for v in views:
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", v.name) or "view"
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        v.name = base if n == 0 else f"{base}_{n}"
+
+
+def fit_views(views: list[View], device="cpu", progress=_noop_progress, cancel=None, config=None):
+    from .fitting import BundleAdjuster, FitConfig, landmark_spec
+
+    model = load_face_model()
+    fmt = views[0].detection.format
+    spec = landmark_spec(fmt, model)
+    cfg = config or FitConfig()
+    cfg.device = device
+    pts = np.stack([v.detection.points for v in views])[None]
+    vis = np.ones(pts.shape[:3])
+    sizes = np.array([[(v.width, v.height) for v in views]], np.float64)
+    # views from one camera share a focal: same image size and same EXIF focal (or none)
+    keys = [(v.width, v.height, round(v.focal_px or 0, 1)) for v in views]
+    groups = np.array([[sorted(set(keys), key=keys.index).index(k) for k in keys]])
+    have = [v.focal_px is not None for v in views]
+    focal_init = focal_known = None
+    if any(have):
+        focal_init = np.array([[v.focal_px or max(v.width, v.height) for v in views]], np.float64)
+        focal_known = np.array([have])
+    init = None
+    if all(v.detection.blendshapes for v in views):  # MediaPipe's own scores are a good start
+        init = {"expression": np.array([[list(arkit_to_shape_names(v.detection.blendshapes,
+                                                                    model.expression_names).values())
+                                          for v in views]])}
+    ba = BundleAdjuster(model, spec, cfg)
+    res = ba.fit(pts, vis, sizes, focal_init=focal_init, focal_known=focal_known, groups=groups, init=init,
+                 progress=lambda f: progress("fit", f, "bundle adjustment"), cancel=cancel)
+    return model, spec, res
+
+
+def view_report(model, views, res) -> list[dict]:
+    from .fitting import head_angles
+
+    out = []
+    for i, v in enumerate(views):
+        err = res.reprojection_px[0, i]
+        err = err[np.isfinite(err)]
+        yaw, pitch, roll = head_angles(res.R[0, i])
+        expr = {n: round(float(w), 5) for n, w in zip(model.expression_names, res.expression[0, i])}
+        out.append({
+            "name": v.name,
+            "image": f"images/{v.name}{Path(v.source_path).suffix.lower() or '.png'}" if v.image is not None else None,
+            "source_path": v.source_path, "width": v.width, "height": v.height,
+            "landmark_format": v.detection.format, "landmarks_2d": np.round(v.detection.points, 3).tolist(),
+            "n_faces": v.detection.n_faces,
+            "camera": {"fx": float(res.focal[0, i]), "fy": float(res.focal[0, i]), "cx": float(res.cx[0, i]),
+                       "cy": float(res.cy[0, i]), "R": res.R[0, i].tolist(), "t": res.t[0, i].tolist(),
+                       "yaw_deg": yaw, "pitch_deg": pitch, "roll_deg": roll, "focal_source": v.focal_source},
+            "expression": expr,
+            "arkit": shape_names_to_arkit(expr),
+            "reprojection_error_px": {"median": float(np.median(err)), "mean": float(err.mean()),
+                                      "p90": float(np.percentile(err, 90)), "max": float(err.max())},
+            "interocular_px": v.detection.interocular,
+            "warnings": v.warnings,
+        })
+    return out
+
+
+def consistency_warnings(views, reports) -> list[str]:
+    """A view that fits much worse than the others is likely a different person (or a bad detection)."""
+    rel = np.array([r["reprojection_error_px"]["median"] / max(r["interocular_px"], 1.0) for r in reports])
+    out = []
+    if len(rel) >= 2:
+        ref = np.median(rel)
+        for v, r in zip(views, rel):
+            if r > max(2.5 * ref, 0.03):
+                out.append(f"{v.name}: fits the shared identity poorly ({100 * r:.1f}% of eye distance); "
+                           "is it the same person?")
+    return out
+
+
+def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", landmarks_file=None, device="auto",
+                texture_size=2048, texture=True, subject=None, face_index=None, progress=None, cancel=None,
+                fit_config=None) -> dict:
+    progress = progress or _noop_progress
+    timings, t_all = {}, time.perf_counter()
+    device = resolve_device(device)
+
+    t = time.perf_counter()
+    progress("load", 0.0, "loading images")
+    if landmarks_file:
+        views, warnings = load_landmarks_file(landmarks_file), []
+    else:
+        if not inputs:
+            raise InputError("no input images given")
+        views, warnings = detect_views(inputs, landmarks, device, face_index, progress, cancel)
+    timings["detect"] = time.perf_counter() - t
+    _check(cancel)
+
+    t = time.perf_counter()
+    progress("fit", 0.0, f"fitting {len(views)} view(s)")
+    model, spec, res = fit_views(views, device, progress, cancel, fit_config)
+    timings["fit"] = time.perf_counter() - t
+    reports = view_report(model, views, res)
+    warnings += consistency_warnings(views, reports)
+    _check(cancel)
+
+    extra, files, tex_info = {}, {}, {}
+    t = time.perf_counter()
+    if texture and all(v.image is not None for v in views):
+        progress("texture", 0.0, f"baking a {texture_size}px texture")
+        tex_info = bake(model, res, views, texture_size, device, extra, files)
+    timings["texture"] = time.perf_counter() - t
+    _check(cancel)
+
+    t = time.perf_counter()
+    progress("export", 0.0, "writing the result bundle")
+    subject = subject or _subject_name(views)
+    images = [(v.source_path, Path(r["image"]).name) for v, r in zip(views, reports) if r["image"]]
+    for v, r in zip(views, reports):  # landmark-only or in-memory images: save what we loaded
+        if r["image"] and not Path(v.source_path).is_file():
+            extra[r["image"]] = _png_bytes(v.image)
+    result = {
+        "subject": subject,
+        "files": files,
+        "views": reports,
+        "fit": {"iterations": res.iterations, "cost": float(res.cost[0]), "device": device,
+                "landmark_format": spec.format, "n_landmarks": int(spec.valid.sum()),
+                "focal_px": sorted({round(float(f), 2) for f in res.focal[0]})},
+        "texture": tex_info,
+        "warnings": warnings + [w for r in reports for w in r["warnings"]],
+        "timings_s": timings,
+    }
+    timings["export"] = 0.0
+    timings["total"] = time.perf_counter() - t_all
+    from .bundle import write_bundle
+
+    write_bundle(output, result, model, res.identity[0], images=images, extra_files=extra)
+    timings["export"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_all
+    _patch_timings(output, timings)
+    progress("done", 1.0, f"wrote {output}")
+    return result
+
+
+def bake(model, res, views, size, device, extra, files) -> dict:
+    try:
+        from .texture import bake_textures
+    except ImportError:
+        return {}
+    tv = [{"image": v.image, "expression": res.expression[0, i], "R": res.R[0, i], "t": res.t[0, i],
+           "fx": res.focal[0, i], "fy": res.focal[0, i], "cx": res.cx[0, i], "cy": res.cy[0, i]}
+          for i, v in enumerate(views)]
+    out = bake_textures(model, res.identity[0], tv, size=size, device=device)
+    extra["albedo.png"] = _png_bytes(out["albedo"])
+    files["albedo"] = "albedo.png"
+    if out.get("normal") is not None:
+        extra["normal.png"] = _png_bytes(out["normal"])
+        files["normal"] = "normal.png"
+    return {"size": size, "lighting_sh": out.get("lighting"), "metrics": out.get("metrics"),
+            "timings_s": out.get("timings_s")}
+
+
+def _png_bytes(rgb: np.ndarray) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
+    return buf.tobytes()
+
+
+def _subject_name(views) -> str:
+    src = Path(views[0].source_path) if views[0].source_path else None
+    if src is not None and len(views) > 1 and src.parent.name:
+        return src.parent.name
+    return views[0].name
+
+
+def _patch_timings(output, timings):
+    """The export time is only known after the bundle is in place; result.json is small, rewrite it."""
+    p = Path(output) / "result.json"
+    doc = json.loads(p.read_text())
+    doc["timings_s"] = timings
+    tmp = p.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(p)
+
+
+__all__ = ["reconstruct", "FaceForgeError"]
