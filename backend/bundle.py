@@ -68,7 +68,8 @@ def write_bundle(output: str | Path, result: dict, model: FaceModel, identity: n
     try:
         neutral = model.vertices(identity)
         write_obj(tmp / "head.obj", model, neutral)
-        np.savez_compressed(tmp / "blendshapes.npz", names=np.array(model.expression_names),
+        # uncompressed: deflating 17 MB of deltas costs more time than the disk space is worth
+        np.savez(tmp / "blendshapes.npz", names=np.array(model.expression_names),
                             ict_names=np.array(model.ict_expression_names),
                             deltas=model.expression.astype(np.float32), neutral=neutral.astype(np.float32))
         (tmp / "images").mkdir()

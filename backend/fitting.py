@@ -57,7 +57,7 @@ def landmark_spec(fmt: str, model: FaceModel) -> LandmarkSpec:
 @dataclass
 class FitConfig:
     n_identity: int = 100
-    landmark_sigma: float = 1.5  # expected detector noise, % of inter-ocular distance
+    landmark_sigma: float = 1.0  # expected detector noise, % of inter-ocular distance
     identity_prior: float = 1.0  # weight of |a|^2 (a in units of the mode's std)
     expression_l2: float = 0.5
     expression_l1: float = 1.0

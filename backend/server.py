@@ -1,0 +1,172 @@
+"""JSON-lines server: `python -m backend serve` (also `python -m backend.server`).
+
+The Blender add-on cannot import the backend (Blender's Python has no torch), so it starts this
+server as a subprocess and talks to it with one JSON object per line.
+
+Client -> server (stdin):
+  {"id": 1, "cmd": "reconstruct", "inputs": [paths], "output": dir, "options": {landmarks, device,
+   texture_size, texture, subject, landmarks_file}}
+  {"id": 1, "cmd": "cancel"}        cancel the running request (the bundle is then not written)
+  {"id": 2, "cmd": "check"}         what this interpreter can find (torch, mediapipe, weights)
+  {"id": 3, "cmd": "ping"}
+  {"cmd": "shutdown"}               also implied by closing stdin
+Server -> client (stdout):
+  {"event": "ready", "protocol": 1, "backend_version", "pid"}
+  {"event": "progress", "id", "stage", "fraction", "message"}
+  {"event": "result", "id", "output": bundle dir, "subject", "n_views", "warnings", "timings_s"}
+  {"event": "error", "id", "code", "message", "path"}     message is one line, naming the file
+  {"event": "check", "id", "ok", "python", "packages", "torch", "cuda", "mediapipe", "weights", "problems"}
+  {"event": "pong", "id"}
+
+Only protocol lines go to stdout: file descriptor 1 is redirected to stderr at start-up, so any
+library that prints (or C code writing to fd 1) cannot corrupt the stream. When stdin closes (the
+client died), the running job is cancelled and the process exits, so no orphan is left behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import traceback
+
+from . import __version__, paths
+from .errors import FaceForgeError
+
+PROTOCOL = 1
+RECONSTRUCT_OPTIONS = {"landmarks", "landmarks_file", "device", "texture_size", "texture", "subject", "face_index"}
+
+
+class Server:
+    def __init__(self, out_stream, in_stream):
+        self.out, self.inp = out_stream, in_stream
+        self.lock = threading.Lock()
+        self.worker: threading.Thread | None = None
+        self.cancel_event = threading.Event()
+        self.current_id = None
+
+    def emit(self, event: str, **fields) -> None:
+        line = json.dumps({"event": event, **fields}, default=str)
+        with self.lock:
+            try:
+                self.out.write(line + "\n")
+                self.out.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                self.cancel_event.set()  # nobody is listening any more
+
+    # -- commands --------------------------------------------------------------------------------
+    def handle(self, msg: dict) -> bool:
+        """Process one request; False means shut down."""
+        cmd, rid = msg.get("cmd"), msg.get("id")
+        if cmd == "reconstruct":
+            if self.worker is not None and self.worker.is_alive():
+                self.emit("error", id=rid, code="busy", message="a reconstruction is already running", path=None)
+            else:
+                self.cancel_event.clear()
+                self.current_id = rid
+                self.worker = threading.Thread(target=self._reconstruct, args=(rid, msg), daemon=True)
+                self.worker.start()
+        elif cmd == "cancel":
+            if rid is None or rid == self.current_id:
+                self.cancel_event.set()
+        elif cmd == "check":
+            self.emit("check", id=rid, **check_environment())
+        elif cmd == "ping":
+            self.emit("pong", id=rid)
+        elif cmd == "shutdown":
+            return False
+        else:
+            self.emit("error", id=rid, code="bad_request", message=f"unknown command {cmd!r}", path=None)
+        return True
+
+    def _reconstruct(self, rid, msg: dict) -> None:
+        try:
+            inputs = msg.get("inputs")
+            output = msg.get("output")
+            if not isinstance(inputs, list) or not inputs or not output:
+                self.emit("error", id=rid, code="bad_request", path=None,
+                          message="reconstruct needs 'inputs' (a list of paths) and 'output' (a folder)")
+                return
+            options = {k: v for k, v in (msg.get("options") or {}).items() if k in RECONSTRUCT_OPTIONS}
+
+            def progress(stage, fraction, message=""):
+                self.emit("progress", id=rid, stage=str(stage), fraction=float(fraction), message=str(message))
+
+            self.emit("progress", id=rid, stage="load", fraction=0.0, message="Loading the backend")
+            from . import pipeline  # imported here: torch takes seconds, the ready event should not wait
+
+            result = pipeline.reconstruct([str(p) for p in inputs], str(output), progress=progress,
+                                          cancel=self.cancel_event.is_set, **options)
+            self.emit("result", id=rid, output=str(output), subject=result.get("subject"),
+                      n_views=len(result.get("views", [])), warnings=result.get("warnings", []),
+                      timings_s=result.get("timings_s", {}))
+        except FaceForgeError as e:
+            self.emit("error", id=rid, **e.to_json())
+        except Exception as e:  # a bug, not a user error: still one line for the user, traceback to stderr
+            traceback.print_exc(file=sys.stderr)
+            self.emit("error", id=rid, code="internal", path=None,
+                      message=f"internal error: {e.__class__.__name__}: {e}".splitlines()[0])
+        finally:
+            self.current_id = None
+
+    def serve(self) -> int:
+        self.emit("ready", protocol=PROTOCOL, backend_version=__version__, pid=os.getpid())
+        for line in self.inp:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                msg = json.loads(line)
+                if not isinstance(msg, dict):
+                    raise ValueError("not an object")
+            except ValueError as e:
+                self.emit("error", id=None, code="bad_request", message=f"invalid JSON request ({e})", path=None)
+                continue
+            if not self.handle(msg):
+                break
+        # stdin closed or shutdown: stop whatever runs, give it a moment to clean its temp folder.
+        self.cancel_event.set()
+        if self.worker is not None:
+            self.worker.join(30.0)
+        return 0
+
+
+def check_environment() -> dict:
+    """What a user must fix before reconstructing: backend.health.check() (imports the packages,
+    verifies the weights' checksums) plus the interpreter path and one line per problem."""
+    from .health import check
+
+    report = check()
+    problems = [f"{name}: {v}" for name, v in report.get("packages", {}).items() if str(v).startswith("missing")]
+    problems += [f"weights {name}: {v}" for name, v in report.get("weights", {}).items() if v != "ok"]
+    if not report.get("weights"):
+        problems.append(f"no weight checksums found under {paths.WEIGHTS_DIR} (run `python build.py setup`)")
+    pk = report.get("packages", {})
+    return {**report, "python": sys.executable, "backend_version": __version__, "torch": _version(pk.get("torch")),
+            "mediapipe": _version(pk.get("mediapipe")), "weights_dir": str(paths.WEIGHTS_DIR), "problems": problems}
+
+
+def _version(v):
+    return None if v is None or str(v).startswith("missing") else str(v)
+
+
+def _protocol_stdout():
+    """Keep fd 1 for the protocol only: dup it away, then point fd 1 (and sys.stdout) at stderr."""
+    proto_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(proto_fd, "w", encoding="utf-8", buffering=1)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    out = _protocol_stdout()
+    inp = open(sys.stdin.fileno(), "r", encoding="utf-8", closefd=False)
+    return Server(out, inp).serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Detail normal map from the photos' shading ("shape from shading, lite").
+
+After de-lighting removes the smooth (3DMM-scale) shading, what is left in the
+luminance at the scale of a few millimetres is mostly albedo edges plus the shading of
+geometry the 3DMM cannot express: wrinkles, folds, pores, creases are darker than their
+surroundings because they are partly self-shadowed. We treat the band-passed log
+luminance of the skin texture as a relative height (dark = recessed), fade it out at
+the edges of what the cameras saw, and differentiate it in UV space into a
+tangent-space normal map. This is a heuristic (it also turns moles and brow hairs into
+small bumps), deliberately kept gentle: tilts of a few degrees.
+
+Tangent space is Blender's / OpenGL's: R = +U (tangent), G = +V (bitangent, up in UV),
+B = the surface normal; a flat texel is (128, 128, 255).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def detail_normal_map(albedo_linear: np.ndarray, seen: np.ndarray, region: np.ndarray, size: int,
+                      strength: float = 1.0) -> tuple[np.ndarray, dict]:
+    """albedo_linear (H, W, 3) float; seen (H, W) [0, 1] confidence; region (H, W) bool where
+    detail is allowed (the face part). Returns (uint8 (H, W, 3) normal map, stats)."""
+    lum = albedo_linear @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    logl = np.log(np.maximum(lum, 1e-3)).astype(np.float32)
+    px = size / 2048.0  # texel scale relative to the default size
+    s_hi = max(6.0 * px, 1.0)  # removes everything broader than ~1 cm on the face
+    s_lo = max(0.7 * px, 0.5)  # removes sensor / JPEG noise
+    band = cv2.GaussianBlur(logl, (0, 0), s_lo) - cv2.GaussianBlur(logl, (0, 0), s_hi)
+    band = np.clip(band, -0.35, 0.35)
+    conf = np.clip(seen, 0, 1).astype(np.float32) * region.astype(np.float32)
+    # soft edges so the map never steps at the border of what was seen
+    conf = cv2.GaussianBlur(cv2.erode(conf, np.ones((3, 3), np.uint8), iterations=max(1, int(4 * px))),
+                            (0, 0), max(3.0 * px, 1.0))
+    height = band * conf  # log-luminance units
+    # gradient in texels; +V is up (row index decreases)
+    gx = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3) / 8.0
+    gy = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3) / 8.0
+    k = strength * 3.0 * (size / 2048.0)  # slope per log-luminance step per texel, size-invariant in UV
+    n = np.stack([-k * gx, k * gy, np.ones_like(gx)], -1)
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    tilt = np.degrees(np.arccos(np.clip(n[..., 2], -1, 1)))
+    sel = conf > 0.5
+    stats = {"tilt_deg_p50": float(np.median(tilt[sel])) if sel.any() else 0.0,
+             "tilt_deg_p99": float(np.percentile(tilt[sel], 99)) if sel.any() else 0.0}
+    img = np.clip(np.round((n * 0.5 + 0.5) * 255), 0, 255).astype(np.uint8)
+    return img, stats

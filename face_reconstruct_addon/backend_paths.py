@@ -1,0 +1,58 @@
+"""Where the backend's Python and its `backend/` folder are (no bpy here, so run.py and tests share it).
+
+Order: explicit setting (add-on preferences / run.py flag) > environment (FACEFORGE_PYTHON,
+FACEFORGE_ROOT) > the checkout the add-on sits in (<repo>/face_reconstruct_addon -> <repo>, whose
+`.venv` is made by `python build.py setup`).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .client import default_python
+
+ADDON_DIR = Path(__file__).resolve().parent
+
+
+def _is_root(p: Path) -> bool:
+    return (p / "backend" / "__init__.py").is_file()
+
+
+def resolve(python: str = "", root: str = "") -> tuple[str, str, list[str]]:
+    """(python, root, notes); notes say where each came from or what is missing."""
+    notes = []
+    root_p = Path(bpy_abspath(root)) if root else None
+    if root_p is None and os.environ.get("FACEFORGE_ROOT"):
+        root_p = Path(os.environ["FACEFORGE_ROOT"])
+        notes.append("backend folder from FACEFORGE_ROOT")
+    py_env = os.environ.get("FACEFORGE_PYTHON", "")
+    if root_p is None and py_env:
+        # <root>/.venv/bin/python -> <root>
+        cand = Path(py_env).absolute().parent.parent.parent
+        if _is_root(cand):
+            root_p = cand
+    if root_p is None and _is_root(ADDON_DIR.parent):
+        root_p = ADDON_DIR.parent
+    if root_p is None:
+        notes.append("backend folder not found: set it in the add-on preferences or FACEFORGE_ROOT")
+        root_p = Path("")
+    if python:
+        py = Path(bpy_abspath(python))
+    elif py_env:
+        py = Path(py_env)
+        notes.append("Python from FACEFORGE_PYTHON")
+    else:
+        py = default_python(root_p)
+    return str(py), str(root_p), notes
+
+
+def bpy_abspath(p: str) -> str:
+    """Resolve Blender's '//' relative paths when running inside Blender."""
+    if p.startswith("//"):
+        try:
+            import bpy
+
+            return bpy.path.abspath(p)
+        except ImportError:
+            pass
+    return os.path.expanduser(p)

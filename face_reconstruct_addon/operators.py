@@ -1,0 +1,324 @@
+"""Operators: photo list, Reconstruct (modal), Cancel, Import result, view expressions, backend check."""
+from pathlib import Path
+
+import bpy
+from bpy.props import CollectionProperty, IntProperty, StringProperty
+from bpy_extras.io_utils import ImportHelper
+
+from . import compat, importer, jobs
+from .client import BackendError, check_backend
+from .props import ADDON_ID, resolve_backend
+
+
+class FACEFORGE_OT_photo_add(bpy.types.Operator, ImportHelper):
+    """Add photos of the face"""
+
+    bl_idname = "faceforge.photo_add"
+    bl_label = "Add Photos"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filter_glob: StringProperty(default="*.jpg;*.jpeg;*.png;*.bmp;*.tif;*.tiff;*.webp", options={"HIDDEN"})
+    files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
+    directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
+
+    def execute(self, context):
+        settings = context.scene.faceforge
+        names = [f.name for f in self.files if f.name] or [Path(self.filepath).name]
+        folder = Path(self.directory or Path(self.filepath).parent)
+        added = _add_photos(settings, [folder / n for n in names])
+        self.report({"INFO"}, f"Added {added} photo(s)")
+        return {"FINISHED"}
+
+
+class FACEFORGE_OT_photo_add_folder(bpy.types.Operator):
+    """Add every image in a folder"""
+
+    bl_idname = "faceforge.photo_add_folder"
+    bl_label = "Add Folder"
+    bl_options = {"REGISTER", "UNDO"}
+
+    directory: StringProperty(subtype="DIR_PATH")
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        folder = Path(bpy.path.abspath(self.directory))
+        if not folder.is_dir():
+            self.report({"ERROR"}, f"{folder}: not a folder")
+            return {"CANCELLED"}
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in jobs.IMAGE_EXTS)
+        if not files:
+            self.report({"ERROR"}, f"{folder}: no images (jpg, png, bmp, tif, webp) in this folder")
+            return {"CANCELLED"}
+        added = _add_photos(context.scene.faceforge, files)
+        self.report({"INFO"}, f"Added {added} photo(s)")
+        return {"FINISHED"}
+
+
+def _add_photos(settings, paths) -> int:
+    have = {p.filepath for p in settings.photos}
+    n = 0
+    for p in paths:
+        s = str(p)
+        if s not in have and Path(s).suffix.lower() in jobs.IMAGE_EXTS:
+            settings.photos.add().filepath = s
+            have.add(s)
+            n += 1
+    settings.active_photo = len(settings.photos) - 1
+    return n
+
+
+class FACEFORGE_OT_photo_remove(bpy.types.Operator):
+    """Remove the selected photo from the list"""
+
+    bl_idname = "faceforge.photo_remove"
+    bl_label = "Remove Photo"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return len(context.scene.faceforge.photos) > 0
+
+    def execute(self, context):
+        s = context.scene.faceforge
+        if 0 <= s.active_photo < len(s.photos):
+            s.photos.remove(s.active_photo)
+            s.active_photo = min(s.active_photo, len(s.photos) - 1)
+        return {"FINISHED"}
+
+
+class FACEFORGE_OT_photo_clear(bpy.types.Operator):
+    """Remove all photos from the list"""
+
+    bl_idname = "faceforge.photo_clear"
+    bl_label = "Clear Photos"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        context.scene.faceforge.photos.clear()
+        return {"FINISHED"}
+
+
+class FACEFORGE_OT_reconstruct(bpy.types.Operator):
+    """Reconstruct a rigged 3D head from the photos (runs the backend in a separate process)"""
+
+    bl_idname = "faceforge.reconstruct"
+    bl_label = "Reconstruct"
+    bl_options = {"REGISTER"}
+
+    _timer = None
+    _runner = None
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and jobs.ACTIVE["runner"] is None
+
+    def invoke(self, context, event):
+        if compat.is_background() or context.window is None:
+            return self.execute(context)
+        runner = jobs.Runner()
+        try:
+            runner.start(context)
+        except BackendError as e:
+            self.report({"ERROR"}, f"FaceForge: {e}")
+            return {"CANCELLED"}
+        self._runner = runner
+        wm = context.window_manager
+        # A timer, not a blocking wait: the backend runs for seconds to minutes and Blender's UI must
+        # stay responsive; each tick only drains already-received events.
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        compat.status_text(context, jobs.status_line(context.scene.faceforge))
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type == "ESC" and event.value == "PRESS":
+            self._runner.cancel()
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":  # Event has no timer id; any timer tick just polls (cheap, no blocking)
+            return {"PASS_THROUGH"}
+        state = self._runner.tick(context)
+        compat.tag_redraw_all(context)
+        if state == jobs.RUNNING:
+            compat.status_text(context, jobs.status_line(context.scene.faceforge))
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        compat.status_text(context, None)
+        return self._report_end(state)
+
+    def cancel(self, context):
+        # Blender calls this when the modal handler is torn down (window closed, file loaded).
+        if self._runner is not None:
+            self._runner.abort()
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+
+    def execute(self, context):
+        runner = jobs.Runner()
+        try:
+            runner.start(context)
+        except BackendError as e:
+            self.report({"ERROR"}, f"FaceForge: {e}")
+            return {"CANCELLED"}
+        self._runner = runner
+
+        def progress(stage, fraction, message):
+            print(f"FaceForge: {stage} {fraction * 100:3.0f}% {message}", flush=True)
+
+        state = runner.run_blocking(context, on_progress=progress)
+        return self._report_end(state)
+
+    def _report_end(self, state):
+        r = self._runner
+        if state == jobs.FINISHED:
+            self.report({"INFO"}, f"FaceForge: imported {r.imported['collection'].name}")
+            return {"FINISHED"}
+        if state == jobs.CANCELLED:
+            self.report({"WARNING"}, "FaceForge: cancelled")
+            return {"CANCELLED"}
+        self.report({"ERROR"}, f"FaceForge: {r.error}")
+        return {"CANCELLED"}
+
+
+class FACEFORGE_OT_cancel(bpy.types.Operator):
+    """Cancel the running reconstruction"""
+
+    bl_idname = "faceforge.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        return jobs.ACTIVE["runner"] is not None
+
+    def execute(self, context):
+        if not jobs.cancel_active():
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class FACEFORGE_OT_import_result(bpy.types.Operator, ImportHelper):
+    """Import a FaceForge result folder (result.json, head.obj, blendshapes.npz)"""
+
+    bl_idname = "faceforge.import_result"
+    bl_label = "Import Face Reconstruction"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filename_ext = ".json"
+    filter_glob: StringProperty(default="result.json", options={"HIDDEN"})
+    apply_view: IntProperty(name="Apply view", default=0, min=-1,
+                            description="Pose the head with this view's fitted expression (-1: neutral)")
+
+    def execute(self, context):
+        p = Path(bpy.path.abspath(self.filepath))
+        bundle = p if p.is_dir() else p.parent
+        try:
+            out = importer.import_bundle(bundle, context,
+                                         apply_view_index=None if self.apply_view < 0 else self.apply_view)
+        except importer.BundleError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Imported {out['collection'].name}")
+        return {"FINISHED"}
+
+
+def _rig_from_context(context, rig_name=""):
+    if rig_name and rig_name in bpy.data.objects:
+        return bpy.data.objects[rig_name]
+    return importer.find_rig(context.active_object)
+
+
+class FACEFORGE_OT_apply_view(bpy.types.Operator):
+    """Pose the head with the expression fitted to this photo and look through its camera"""
+
+    bl_idname = "faceforge.apply_view"
+    bl_label = "Apply View Expression"
+    bl_options = {"REGISTER", "UNDO"}
+
+    rig: StringProperty(default="", options={"HIDDEN"})
+    camera: StringProperty(default="", options={"HIDDEN"})
+
+    def execute(self, context):
+        rig = _rig_from_context(context, self.rig)
+        cam = bpy.data.objects.get(self.camera) if self.camera else context.active_object
+        if rig is None or cam is None or "faceforge_expression" not in cam:
+            self.report({"ERROR"}, "select a FaceForge camera (or pass rig and camera)")
+            return {"CANCELLED"}
+        importer.apply_view(rig, cam, context.scene)
+        for area in (context.screen.areas if context.screen else ()):
+            if area.type == "VIEW_3D":
+                area.spaces.active.region_3d.view_perspective = "CAMERA"
+        return {"FINISHED"}
+
+
+class FACEFORGE_OT_reset_expression(bpy.types.Operator):
+    """Set every expression control of the rig to 0"""
+
+    bl_idname = "faceforge.reset_expression"
+    bl_label = "Neutral Expression"
+    bl_options = {"REGISTER", "UNDO"}
+
+    rig: StringProperty(default="", options={"HIDDEN"})
+
+    def execute(self, context):
+        rig = _rig_from_context(context, self.rig)
+        if rig is None:
+            self.report({"ERROR"}, "select an object of a FaceForge import")
+            return {"CANCELLED"}
+        importer.reset_expression(rig)
+        return {"FINISHED"}
+
+
+class FACEFORGE_OT_check_backend(bpy.types.Operator):
+    """Check that the backend Python has torch and mediapipe and that the weights are installed"""
+
+    bl_idname = "faceforge.check_backend"
+    bl_label = "Check Backend"
+
+    def execute(self, context):
+        python, root = resolve_backend(context)
+        prefs = compat.addon_preferences(context, ADDON_ID)
+        try:
+            info = check_backend(python, root)
+        except BackendError as e:
+            msg = str(e)
+            if prefs:
+                prefs.check_report = "! " + msg
+            self.report({"ERROR"}, f"FaceForge backend: {msg}")
+            return {"CANCELLED"}
+        lines = [f"Python: {info.get('python')}", f"torch: {info.get('torch') or '! missing'}",
+                 f"mediapipe: {info.get('mediapipe') or '! missing'}"]
+        lines += [f"{k}: {'found' if v else '! missing'}" for k, v in (info.get("weights") or {}).items()]
+        lines += ["! " + p for p in info.get("problems", [])]
+        if prefs:
+            prefs.check_report = "\n".join(lines)
+        if info.get("ok"):
+            self.report({"INFO"}, f"FaceForge backend OK: torch {info['torch']}, mediapipe {info['mediapipe']}, "
+                                  "weights found")
+            return {"FINISHED"}
+        self.report({"ERROR"}, "FaceForge backend: " + "; ".join(info.get("problems", [])))
+        return {"CANCELLED"}
+
+
+def menu_import(self, context):
+    self.layout.operator(FACEFORGE_OT_import_result.bl_idname, text="Face reconstruction result (.json)")
+
+
+classes = (FACEFORGE_OT_photo_add, FACEFORGE_OT_photo_add_folder, FACEFORGE_OT_photo_remove,
+           FACEFORGE_OT_photo_clear, FACEFORGE_OT_reconstruct, FACEFORGE_OT_cancel, FACEFORGE_OT_import_result,
+           FACEFORGE_OT_apply_view, FACEFORGE_OT_reset_expression, FACEFORGE_OT_check_backend)
+
+
+def register():
+    for c in classes:
+        bpy.utils.register_class(c)
+    bpy.types.TOPBAR_MT_file_import.append(menu_import)
+
+
+def unregister():
+    jobs.abort_active()
+    bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+    for c in reversed(classes):
+        bpy.utils.unregister_class(c)
+

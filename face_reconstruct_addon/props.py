@@ -1,0 +1,90 @@
+"""Scene settings and add-on preferences.
+
+No `from __future__ import annotations` here: Blender reads the property annotations at class
+registration and older releases (4.2) expect evaluated objects, not strings.
+"""
+import bpy
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
+                       PointerProperty, StringProperty)
+
+from . import backend_paths, compat
+
+ADDON_ID = __package__
+
+
+class FACEFORGE_PG_photo(bpy.types.PropertyGroup):
+    filepath: StringProperty(name="Photo", subtype="FILE_PATH")
+
+
+class FACEFORGE_PG_settings(bpy.types.PropertyGroup):
+    photos: CollectionProperty(type=FACEFORGE_PG_photo)
+    active_photo: IntProperty(name="Active photo", default=0)
+    landmarks: EnumProperty(
+        name="Landmarks", default="mediapipe",
+        items=[("mediapipe", "MediaPipe (478)", "MediaPipe Face Landmarker, dense 478 points"),
+               ("fan", "FAN (68)", "face-alignment network, iBUG 68 points")])
+    device: EnumProperty(
+        name="Device", default="auto",
+        items=[("auto", "Auto", "CUDA when available, else CPU"), ("cpu", "CPU", "Force CPU"),
+               ("cuda", "CUDA", "Force an NVIDIA GPU")])
+    texture_size: EnumProperty(
+        name="Texture", default="2048",
+        items=[("0", "None", "Do not bake textures"), ("512", "512", ""), ("1024", "1024", ""),
+               ("2048", "2048", ""), ("4096", "4096", "")])
+    output_dir: StringProperty(
+        name="Result folder", subtype="DIR_PATH", default="",
+        description="Where the result bundle is written; empty: a new temporary folder (images are then "
+                    "packed into the .blend)")
+    subject: StringProperty(name="Name", default="", description="Collection name; empty: from the photos")
+    # Live job state (written by the running job, read by the panel).
+    running: BoolProperty(default=False, options={"SKIP_SAVE"})
+    progress: FloatProperty(default=0.0, min=0.0, max=1.0, options={"SKIP_SAVE"})
+    stage: StringProperty(default="", options={"SKIP_SAVE"})
+    last_error: StringProperty(default="", options={"SKIP_SAVE"})
+
+
+class FACEFORGE_AP_preferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_ID
+
+    python_path: StringProperty(
+        name="Backend Python", subtype="FILE_PATH", default="",
+        description="Python of the backend's virtualenv; empty: FACEFORGE_PYTHON, else <backend folder>/.venv")
+    backend_root: StringProperty(
+        name="Backend folder", subtype="DIR_PATH", default="",
+        description="Folder that contains backend/; empty: FACEFORGE_ROOT, else the checkout holding the add-on")
+    check_report: StringProperty(default="", options={"SKIP_SAVE"})
+
+    def draw(self, context):
+        layout = self.layout
+        layout.prop(self, "python_path")
+        layout.prop(self, "backend_root")
+        py, root, notes = backend_paths.resolve(self.python_path, self.backend_root)
+        col = layout.column(align=True)
+        col.label(text=f"Using Python: {py}")
+        col.label(text=f"Using backend: {root}")
+        for n in notes:
+            col.label(text=n, icon="INFO")
+        layout.operator("faceforge.check_backend", icon="CHECKMARK")
+        for line in self.check_report.splitlines():
+            layout.label(text=line, icon="ERROR" if line.startswith("!") else "NONE")
+
+
+def resolve_backend(context) -> tuple[str, str]:
+    prefs = compat.addon_preferences(context, ADDON_ID)
+    py, root, _ = backend_paths.resolve(prefs.python_path if prefs else "", prefs.backend_root if prefs else "")
+    return py, root
+
+
+classes = (FACEFORGE_PG_photo, FACEFORGE_PG_settings, FACEFORGE_AP_preferences)
+
+
+def register():
+    for c in classes:
+        bpy.utils.register_class(c)
+    bpy.types.Scene.faceforge = PointerProperty(type=FACEFORGE_PG_settings)
+
+
+def unregister():
+    del bpy.types.Scene.faceforge
+    for c in reversed(classes):
+        bpy.utils.unregister_class(c)

@@ -1,0 +1,40 @@
+"""Tiny pure-Python tables copied from backend/face_model.py.
+
+The add-on runs inside Blender's Python, which has no torch and must not import the backend,
+so the ARKit name table is duplicated here; tests/test_addon_import.py checks it against
+backend.face_model.ARKIT_52 so the copies cannot drift apart.
+"""
+from __future__ import annotations
+
+import re
+
+ARKIT_52 = [
+    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight",
+    "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft",
+    "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight",
+    "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose",
+    "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
+    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight",
+    "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
+    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
+    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
+]
+
+
+def control_map(shape_names: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Armature properties to create and, for each shape key, the properties that drive it.
+
+    One property per shape key (same name), plus each standard ARKit name that is not itself a
+    shape key: ICT splits browInnerUp and cheekPuff into Left/Right halves, so the combined ARKit
+    property drives both halves (summed with the half's own property). tongueOut has no shape in
+    ICT; its property exists so ARKit-driven tools find all 52 names, and drives nothing.
+    """
+    props = list(shape_names)
+    extras = [a for a in ARKIT_52 if a not in shape_names]
+    props += extras
+    drivers = {}
+    for n in shape_names:
+        base = re.sub(r"(Left|Right)$", "", n)
+        drivers[n] = [n] + ([base] if base != n and base in extras else [])
+    return props, drivers

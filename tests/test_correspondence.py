@@ -1,0 +1,47 @@
+import numpy as np
+
+from backend.correspondence import load_correspondence, mediapipe_to_ibug68
+from backend.mp_canonical import load_canonical_mesh
+
+
+def test_canonical_mesh_read_from_task_bundle():
+    v, uv, tris = load_canonical_mesh()
+    assert v.shape == (468, 3) and uv.shape == (468, 2) and tris.shape == (898, 3)
+    # same frame as ICT: subject's right eye corner (MediaPipe 33) at -X, eyes above the nose tip
+    assert v[33, 0] < -3 and v[263, 0] > 3 and v[33, 1] > v[1, 1]
+
+
+def test_stored_correspondence_is_on_the_surface_and_reported():
+    c = load_correspondence()
+    assert c["tri_vertex_ids"].shape == (478, 3)
+    np.testing.assert_allclose(c["bary"][:468].sum(1), 1.0, atol=1e-6)
+    assert (c["bary"][:468] >= -1e-6).all()
+    assert (c["tri_vertex_ids"][:468] < 9409).all()  # face region
+    res = c["residual_mm"][:468]
+    print(f"MediaPipe->ICT residual: median {np.median(res):.2f} mm, 90th {np.percentile(res, 90):.2f} mm, "
+          f"max {res.max():.2f} mm")
+    assert np.median(res) < 0.5 and res.max() < 3.0
+    assert not c["valid"][468:].any() and c["valid"][:468].all()  # iris points excluded
+    assert c["contour"].sum() == 36
+
+
+def test_correspondence_rebuilds_identically(model):
+    """The file is derived from geometry by a script, not typed: rebuilding gives the same map."""
+    from mediapipe.tasks.python.vision import FaceLandmarksConnections as C
+
+    from backend.correspondence import build
+
+    contour = sorted({c.start for c in C.FACE_LANDMARKS_FACE_OVAL} | {c.end for c in C.FACE_LANDMARKS_FACE_OVAL})
+    v, _, tris = load_canonical_mesh()
+    fresh = build(model, v, tris, contour, log=lambda *a: None)
+    stored = load_correspondence()
+    same = (fresh["tri_vertex_ids"] == stored["tri_vertex_ids"]).all(1)
+    assert same.mean() > 0.98
+    np.testing.assert_allclose(fresh["residual_mm"][:468], stored["residual_mm"][:468], atol=0.05)
+
+
+def test_mediapipe_to_ibug68_mapping_is_a_convex_combination():
+    pts = np.random.default_rng(0).uniform(0, 100, (478, 2))
+    out = mediapipe_to_ibug68(pts)
+    assert out.shape == (68, 2)
+    assert (out >= pts.min(0) - 1e-6).all() and (out <= pts.max(0) + 1e-6).all()
