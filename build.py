@@ -66,16 +66,13 @@ def demo() -> int:
         return 1
     out = ROOT / "out" / "demo"
     imgs = sorted((ROOT / "tests" / "data" / "multiview-mvfnet").glob("*.jpg"))
-    rc = _run([venv_python(), "-m", "backend", "reconstruct", *imgs, "--output", out / "bundle",
-               "--texture-size", "1024"])
+    # the same headless job an artist's Reconstruct button runs: backend subprocess, then Blender import
+    rc = _run([venv_python(), "run.py", "--images", *imgs, "--output", out / "head.blend", "--glb", out / "head.glb",
+               "--bundle", out / "bundle", "--render", out / "front.png"])
     if rc:
         return rc
-    blend = out / "head.blend"
-    if (ROOT / "run.py").is_file():
-        rc = _run([venv_python(), "run.py", "--bundle", out / "bundle", "--output", blend])
-        if rc:
-            return rc
-    print(f"\ndemo: result bundle in {out / 'bundle'}" + (f"\ndemo: Blender scene in {blend}" if blend.exists() else ""))
+    print(f"\ndemo: result bundle  {out / 'bundle'}\ndemo: Blender scene  {out / 'head.blend'}"
+          f"\ndemo: glTF           {out / 'head.glb'}\ndemo: render         {out / 'front.png'}")
     return 0
 
 

@@ -48,8 +48,13 @@ def main(argv=None) -> int:
             return 0 if report["ok"] else 3
         from .pipeline import reconstruct
 
+        last = {}
+
         def progress(stage, fraction, message=""):
-            if not args.quiet:
+            # one line per stage step of 10 %, not one per solver iteration
+            step = int(fraction * 10)
+            if not args.quiet and last.get(stage) != step:
+                last[stage] = step
                 print(f"[{stage:7s} {100 * fraction:5.1f}%] {message}", file=sys.stderr, flush=True)
 
         result = reconstruct(args.inputs, args.output, landmarks=args.landmarks, landmarks_file=args.landmarks_file,

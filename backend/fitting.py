@@ -19,6 +19,7 @@ pulling the model, and any landmark whose surface point faces away from the came
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -57,7 +58,9 @@ def landmark_spec(fmt: str, model: FaceModel) -> LandmarkSpec:
 @dataclass
 class FitConfig:
     n_identity: int = 100
-    landmark_sigma: float = 1.0  # expected detector noise, % of inter-ocular distance
+    landmark_sigma: float = 1.0  # starting guess of the detector noise, % of inter-ocular distance
+    adaptive_sigma: bool = True  # re-estimate the noise from the residuals (robust MAD) at each reweighting
+    sigma_range: tuple = (0.3, 3.0)
     identity_prior: float = 1.0  # weight of |a|^2 (a in units of the mode's std)
     expression_l2: float = 0.5
     expression_l1: float = 1.0
@@ -122,6 +125,15 @@ def head_angles(R: np.ndarray) -> tuple[float, float, float]:
     return yaw, pitch, roll
 
 
+def relative_yaw_deg(R0, R1) -> float:
+    """Yaw of view 1 relative to view 0 about the head's own vertical axis (model +Y).
+
+    Taken from the relative rotation R0^T R1 in the head frame, so camera roll and pitch do not leak
+    into it the way they do when subtracting per-view Euler angles."""
+    M = np.asarray(R0, np.float64).T @ np.asarray(R1, np.float64)
+    return math.degrees(math.atan2(M[0, 2], M[2, 2]))
+
+
 class BundleAdjuster:
     """Fits B independent jobs of V views each (pad with zero-weight views for ragged batches)."""
 
@@ -154,6 +166,29 @@ class BundleAdjuster:
         self.contour = torch.as_tensor(spec.contour, device=dev)
 
     # ---------------------------------------------------------------- public API
+    def fit_multistart(self, points, visible, sizes, focal_init=None, focal_known=None, groups=None, init=None,
+                       progress=None, cancel=None, starts=(0.8, 1.2, 1.8, 2.6), probe_iterations=10) -> FitResult:
+        """Like fit(), but when the focal is unknown it first runs a short fit from several focal guesses
+        (one batched solve) and continues from the lowest cost. A face's depth relief barely constrains
+        the field of view, and a single start can settle in a wrong-focal valley the shape compensates."""
+        if focal_known is not None and np.all(focal_known):
+            return self.fit(points, visible, sizes, focal_init, focal_known, groups, init, progress, cancel)
+        points, visible, sizes = np.asarray(points), np.asarray(visible), np.asarray(sizes, np.float64)
+        B, V, C = points.shape[0], points.shape[1], len(starts)
+        rep = lambda x: None if x is None else np.repeat(np.asarray(x), C, axis=0)  # noqa: E731
+        base = sizes.max(-1)
+        f_try = np.stack([base[b] * k for b in range(B) for k in starts])  # job-major, like np.repeat
+        cfg, probe = self.cfg, dataclasses.replace(self.cfg, adaptive_sigma=False, iterations=probe_iterations)
+        self.cfg = probe
+        try:
+            r = self.fit(rep(points), rep(visible), rep(sizes), f_try, np.zeros((B * C, V), bool), rep(groups),
+                         None if init is None else {k: rep(v) for k, v in init.items()}, None, cancel)
+        finally:
+            self.cfg = cfg
+        best = r.cost.reshape(B, C).argmin(1)
+        f_best = r.focal.reshape(B, C, V)[np.arange(B), best]
+        return self.fit(points, visible, sizes, f_best, focal_known, groups, init, progress, cancel)
+
     def fit(self, points, visible, sizes, focal_init=None, focal_known=None, groups=None, init=None,
             progress=None, cancel=None) -> FitResult:
         """points (B,V,L,2) px; visible (B,V,L) bool/float (0 for missing views/landmarks);
@@ -173,6 +208,7 @@ class BundleAdjuster:
         self.onehot = torch.nn.functional.one_hot(groups, G).to(dt)  # (B,V,G)
         scale = self._view_scale(obs, vis)  # px per 1% IOD
         self.scale = scale
+        self.sigma = torch.full((B, 1, 1), c.landmark_sigma, dtype=dt, device=dev)
         # initial focal per group
         if focal_init is None:
             f0v = sizes.max(-1).values * 1.0
@@ -211,6 +247,8 @@ class BundleAdjuster:
                 raise CancelledError("cancelled by the user")
             rigid = it < c.rigid_iterations
             if it % c.reweight_every == 0 or it == c.rigid_iterations:
+                if c.adaptive_sigma and not rigid:
+                    self._estimate_sigma(st, obs, vis)
                 w = self._landmark_weights(st, obs, vis)
             st, lam, cost = self._lm_step(st, obs, w, lam, rigid)
             history.append(float(cost.mean()))
@@ -262,7 +300,7 @@ class BundleAdjuster:
         """IRLS Huber weights x contour/visibility weights."""
         c = self.cfg
         P, Xc = self._points(st)
-        r = self._reprojection_px(st, obs) / self.scale[..., None] / c.landmark_sigma
+        r = self._reprojection_px(st, obs) / self.scale[..., None] / self.sigma
         huber = torch.where(r <= c.huber, torch.ones_like(r), c.huber / r.clamp_min(1e-9))
         # surface normals at the landmarks, rotated into the camera
         B, V = obs.shape[:2]
@@ -278,6 +316,17 @@ class BundleAdjuster:
         cw = (facing / 0.5).clamp(0, 1) ** 2 * c.contour_weight
         w = torch.where(self.contour, cw, (facing > -0.05).to(self.dt))
         return vis * huber * w
+
+    def _estimate_sigma(self, st, obs, vis):
+        """Noise scale from the residuals (1.4826 x median absolute coordinate residual, % IOD): the priors
+        then weigh as much as the data deserve - clean landmarks are trusted more, noisy ones less."""
+        _, Xc = self._points(st)
+        r = ((self._project(st, Xc) - obs) / self.scale[..., None, None]).abs()  # (B,V,L,2)
+        use = ((vis > 0) & ~self.contour)[..., None].expand_as(r)
+        r = torch.where(use, r, torch.full_like(r, float("nan"))).reshape(r.shape[0], -1)
+        sig = 1.4826 * torch.nanmedian(r, dim=1).values
+        lo, hi = self.cfg.sigma_range
+        self.sigma = torch.nan_to_num(sig, nan=self.cfg.landmark_sigma).clamp(lo, hi).reshape(-1, 1, 1)
 
     def _search_focal(self, obs, vis, logf0):
         """Coarse 1-D search of a shared focal by PnP on the mean face: PnP error is flat in focal for a
@@ -328,7 +377,7 @@ class BundleAdjuster:
         c = self.cfg
         P, Xc = self._points(st)
         uv = self._project(st, Xc)
-        sw = (w.clamp_min(0).sqrt() / (self.scale[..., None] * c.landmark_sigma))[..., None]  # (B,V,L,1)
+        sw = (w.clamp_min(0).sqrt() / (self.scale[..., None] * self.sigma))[..., None]  # (B,V,L,1)
         e = (uv - obs) * sw
         f = self._focal(st)[..., None]
         z = Xc[..., 2].clamp_min(1e-3)
@@ -363,7 +412,7 @@ class BundleAdjuster:
     def _cost(self, st, obs, w):
         c = self.cfg
         _, Xc = self._points(st)
-        r = (self._project(st, Xc) - obs) / (self.scale[..., None, None] * c.landmark_sigma)
+        r = (self._project(st, Xc) - obs) / (self.scale[..., None, None] * self.sigma[..., None])
         return (w[..., None] * r ** 2).sum((1, 2, 3)) + self._prior_cost(st)
 
     def _lm_step(self, st, obs, w, lam, rigid):

@@ -160,7 +160,7 @@ def fit_views(views: list[View], device="cpu", progress=_noop_progress, cancel=N
                                                                     model.expression_names).values())
                                           for v in views]])}
     ba = BundleAdjuster(model, spec, cfg)
-    res = ba.fit(pts, vis, sizes, focal_init=focal_init, focal_known=focal_known, groups=groups, init=init,
+    res = ba.fit_multistart(pts, vis, sizes, focal_init=focal_init, focal_known=focal_known, groups=groups, init=init,
                  progress=lambda f: progress("fit", f, "bundle adjustment"), cancel=cancel)
     return model, spec, res
 
@@ -284,8 +284,21 @@ def bake(model, res, views, size, device, extra, files) -> dict:
     if out.get("normal") is not None:
         extra["normal.png"] = _png_bytes(out["normal"])
         files["normal"] = "normal.png"
-    return {"size": size, "lighting_sh": out.get("lighting"), "metrics": out.get("metrics"),
-            "timings_s": out.get("timings_s")}
+    return {"size": size, "layout": "UV tiles 1001 and 1002 side by side: image is (size, 2*size), sample at (u/2, v)",
+            "lighting_sh": _jsonable(out.get("lighting")), "lighting_basis": _jsonable(out.get("lighting_basis")),
+            "metrics": _jsonable(out.get("metrics")), "timings_s": _jsonable(out.get("timings_s"))}
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
 
 
 def _png_bytes(rgb: np.ndarray) -> bytes:

@@ -15,6 +15,7 @@ class MediaPipeDetector:
 
     def __init__(self, model_path=None):
         model_path = model_path or paths.MEDIAPIPE_TASK
+        self._landmarker = None
         try:
             from mediapipe.tasks.python import BaseOptions, vision
         except ImportError as e:
@@ -36,9 +37,16 @@ class MediaPipeDetector:
         self._lock = threading.Lock()  # one graph, not reentrant
 
     def close(self):
-        if self._landmarker is not None:
-            self._landmarker.close()
-            self._landmarker = None
+        lm, self._landmarker = self._landmarker, None
+        if lm is not None:
+            lm.close()
+
+    def __del__(self):
+        # mediapipe's own __del__ fails noisily at interpreter exit; close while the runtime still exists
+        try:
+            self.close()
+        except Exception:
+            pass
 
     def __enter__(self):
         return self
