@@ -155,7 +155,7 @@ def fit_scenes(ba, scenes):
     for sc in scenes:
         pts = np.stack([v["points"] for v in sc["views"]])[None]
         t = time.perf_counter()
-        res = ba.fit(pts, np.ones(pts.shape[:3]), np.full((1, len(sc["views"]), 2), SIZE, np.float64))
+        res = ba.fit_multistart(pts, np.ones(pts.shape[:3]), np.full((1, len(sc["views"]), 2), SIZE, np.float64))
         times.append(time.perf_counter() - t)
         out.append(res)
     return out, times
@@ -336,7 +336,7 @@ def section_speed(rep, model, ba, quick, results):
         _, times = fit_scenes(ba, [sc] * runs)
         speed[n] = float(np.median(times))
         rows.append([n, speed[n], runs])
-    rep(f"Single-job fit (BundleAdjuster.fit, B=1, CPU, torch threads = {torch.get_num_threads()}), warm model:")
+    rep(f"Single-job fit (BundleAdjuster.fit_multistart as the pipeline runs it: 4 focal starts batched, then the full fit; B=1, CPU, torch threads = {torch.get_num_threads()}), warm model:")
     rep()
     rep.table(["views", "fit s (median)", "runs"], rows)
     if 3 in speed:
@@ -420,7 +420,9 @@ def machine_info():
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU on this machine"
     return [f"- platform: {platform.platform()}", f"- python: {platform.python_version()}",
             f"- torch: {torch.__version__} (threads {torch.get_num_threads()})",
-            f"- cpu: {cpu} x {os.cpu_count()} logical cores", f"- gpu: {gpu}"]
+            f"- cpu: {cpu} x {os.cpu_count()} logical cores", f"- gpu: {gpu}",
+            "- load average at start (1/5/15 min): %.2f / %.2f / %.2f (timings are wall clock: other processes "
+            "on a shared machine inflate them)" % os.getloadavg()]
 
 
 def plot(table, path):
@@ -481,7 +483,7 @@ def run(quick=False, out="docs", pipeline=None):
         section_pipeline(rep, results)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rep(f"Peak memory (maxrss of this process): {rss:.0f} MiB. Benchmark wall time: "
-        f"{time.perf_counter() - t0:.1f} s.")
+        f"{time.perf_counter() - t0:.1f} s. Load average at the end: %.2f / %.2f / %.2f." % os.getloadavg())
     results["maxrss_mib"] = rss
     if out:
         outp = Path(out)

@@ -62,7 +62,7 @@ def write_bundle(output: str | Path, result: dict, model: FaceModel, identity: n
     parent = output.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-{os.getpid()}-", dir=parent))
     except OSError as e:
         raise OutputError(f"cannot create the output folder ({e.strerror or e})", parent) from e
     try:

@@ -102,8 +102,11 @@ def load_correspondence(path=None) -> dict:
     if not path.is_file():
         raise SetupError("MediaPipe->ICT correspondence is missing; run `python scripts/build_mp_correspondence.py`",
                          path)
-    with np.load(path) as d:
-        return {k: d[k] for k in d.files}
+    try:
+        with np.load(path) as d:
+            return {k: d[k] for k in d.files}
+    except Exception as e:  # zip/pickle errors from a damaged file
+        raise SetupError(f"MediaPipe->ICT correspondence file is corrupt ({e.__class__.__name__}: {e})", path) from e
 
 
 def mediapipe_to_ibug68(points478: np.ndarray) -> np.ndarray:

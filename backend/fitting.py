@@ -458,6 +458,7 @@ class BundleAdjuster:
         cost0 = self._cost(st, obs, w)
         dg_eye = torch.eye(K + G, dtype=self.dt, device=self.dev)
         dl_eye = torch.eye(E + 6, dtype=self.dt, device=self.dev)
+        done = torch.zeros_like(lam, dtype=torch.bool)  # jobs that took their step: others must not move them
         for _ in range(8):  # raise damping until the step lowers the cost
             l_ = lam[:, None, None]
             Hgg_d = Hgg + l_ * (torch.diagonal(Hgg, dim1=-2, dim2=-1)[..., None] * dg_eye + 1e-6 * dg_eye)
@@ -471,11 +472,12 @@ class BundleAdjuster:
             dl = -(Hll_inv_gl + (Hll_inv_Hlg @ dg[:, None, :, None])[..., 0])
             new = self._apply(st, dg, dl, rigid)
             cost1 = self._cost(new, obs, w)
-            better = cost1 < cost0
-            lam = torch.where(better, (lam / 3).clamp_min(1e-7), lam * 4)
+            better = (cost1 < cost0) & ~done
+            lam = torch.where(better, (lam / 3).clamp_min(1e-7), torch.where(done, lam, (lam * 4).clamp_max(1e7)))
             st = {k: _select(better, new[k], st[k]) for k in st}
             cost0 = torch.where(better, cost1, cost0)
-            if bool(better.all()):
+            done = done | better
+            if bool(done.all()):
                 break
         return st, lam, cost0
 

@@ -230,6 +230,11 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
     timings["fit"] = time.perf_counter() - t
     reports = view_report(model, views, res)
     warnings += consistency_warnings(views, reports)
+    if len(views) >= 3:
+        from .identity_check import pipeline_identity_warnings
+
+        progress("fit", 1.0, "checking that all views show one person")
+        warnings += pipeline_identity_warnings(views, model, spec)
     _check(cancel)
 
     extra, files, tex_info = {}, {}, {}
@@ -318,11 +323,14 @@ def _subject_name(views) -> str:
 def _patch_timings(output, timings):
     """The export time is only known after the bundle is in place; result.json is small, rewrite it."""
     p = Path(output) / "result.json"
-    doc = json.loads(p.read_text())
-    doc["timings_s"] = timings
-    tmp = p.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(p)
+    try:
+        doc = json.loads(p.read_text())
+        doc["timings_s"] = timings
+        tmp = p.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=1))
+        tmp.replace(p)
+    except OSError:  # another job replaced the folder meanwhile; timings are informative only
+        pass
 
 
 __all__ = ["reconstruct", "FaceForgeError"]

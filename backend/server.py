@@ -44,6 +44,7 @@ class Server:
         self.worker: threading.Thread | None = None
         self.cancel_event = threading.Event()
         self.current_id = None
+        self.running = False  # set by handle() before the worker starts, cleared before its final event
 
     def emit(self, event: str, **fields) -> None:
         line = json.dumps({"event": event, **fields}, default=str)
@@ -59,11 +60,11 @@ class Server:
         """Process one request; False means shut down."""
         cmd, rid = msg.get("cmd"), msg.get("id")
         if cmd == "reconstruct":
-            if self.worker is not None and self.worker.is_alive():
+            if self.running:
                 self.emit("error", id=rid, code="busy", message="a reconstruction is already running", path=None)
             else:
                 self.cancel_event.clear()
-                self.current_id = rid
+                self.current_id, self.running = rid, True
                 self.worker = threading.Thread(target=self._reconstruct, args=(rid, msg), daemon=True)
                 self.worker.start()
         elif cmd == "cancel":
@@ -80,14 +81,17 @@ class Server:
         return True
 
     def _reconstruct(self, rid, msg: dict) -> None:
+        # the final event goes out only after the job is marked finished, so a request sent right after
+        # it is never refused as busy
+        final = None
         try:
-            inputs = msg.get("inputs")
+            inputs = msg.get("inputs") or []
             output = msg.get("output")
-            if not isinstance(inputs, list) or not inputs or not output:
-                self.emit("error", id=rid, code="bad_request", path=None,
-                          message="reconstruct needs 'inputs' (a list of paths) and 'output' (a folder)")
-                return
             options = {k: v for k, v in (msg.get("options") or {}).items() if k in RECONSTRUCT_OPTIONS}
+            if not isinstance(inputs, list) or (not inputs and not options.get("landmarks_file")) or not output:
+                final = ("error", dict(id=rid, code="bad_request", path=None,
+                                       message="reconstruct needs 'inputs' (a list of paths) and 'output' (a folder)"))
+                return
 
             def progress(stage, fraction, message=""):
                 self.emit("progress", id=rid, stage=str(stage), fraction=float(fraction), message=str(message))
@@ -97,17 +101,19 @@ class Server:
 
             result = pipeline.reconstruct([str(p) for p in inputs], str(output), progress=progress,
                                           cancel=self.cancel_event.is_set, **options)
-            self.emit("result", id=rid, output=str(output), subject=result.get("subject"),
-                      n_views=len(result.get("views", [])), warnings=result.get("warnings", []),
-                      timings_s=result.get("timings_s", {}))
+            final = ("result", dict(id=rid, output=str(output), subject=result.get("subject"),
+                                    n_views=len(result.get("views", [])), warnings=result.get("warnings", []),
+                                    timings_s=result.get("timings_s", {})))
         except FaceForgeError as e:
-            self.emit("error", id=rid, **e.to_json())
+            final = ("error", dict(id=rid, **e.to_json()))
         except Exception as e:  # a bug, not a user error: still one line for the user, traceback to stderr
             traceback.print_exc(file=sys.stderr)
-            self.emit("error", id=rid, code="internal", path=None,
-                      message=f"internal error: {e.__class__.__name__}: {e}".splitlines()[0])
+            final = ("error", dict(id=rid, code="internal", path=None,
+                                   message=f"internal error: {e.__class__.__name__}: {e}".splitlines()[0]))
         finally:
-            self.current_id = None
+            self.current_id, self.running = None, False
+            if final is not None:
+                self.emit(final[0], **final[1])
 
     def serve(self) -> int:
         self.emit("ready", protocol=PROTOCOL, backend_version=__version__, pid=os.getpid())

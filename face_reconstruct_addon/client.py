@@ -267,7 +267,9 @@ class ReconstructJob:
 
     def cancel(self) -> None:
         """Ask the backend to stop; poll() ends it for good if it does not within 10 s."""
-        if self.finished or self.state == "new":
+        if self.finished:  # keep the outcome (and its error) of a job that already ended
+            return
+        if self.state == "new":
             self.state = "cancelled"
             return
         if self._cancel_sent_at is None:

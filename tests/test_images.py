@@ -119,7 +119,9 @@ def peak_rss_mb_of_load(path: Path) -> tuple[str, float]:
         "    r = load_image(sys.argv[1]); out = f'ok {r.rgb.shape} {r.rgb.min()} {r.rgb.max()} {r.scale}'\n"
         "except InputError as e:\n"
         "    out = 'InputError ' + str(e)\n"
-        "print(out); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        # VmHWM, not ru_maxrss: the latter survives fork+exec and would report pytest's own peak
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+        "print(out); print(int(hwm) / 1024)\n"
     )
     res = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
