@@ -22,6 +22,7 @@ import numpy as np
 
 from .face_model import FACE_VERTICES, load_face_model
 from .fitting import BundleAdjuster, FitConfig, landmark_spec
+from .geometry import similarity_transform
 from .synthetic import face_error_mm, landmark_points, look_at_camera, project, random_face, similarity_align
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,13 +108,8 @@ def scan_to_mesh_mm(model, fit_verts, true_verts, scale, n_points, rng):
 
     lm = model.landmarks_ibug68[IBUG7]
     src, dst = fit_verts[lm].astype(np.float64), true_verts[lm].astype(np.float64)
-    ms, md = src.mean(0), dst.mean(0)
-    A, Bm = src - ms, dst - md
-    U, S, Vt = np.linalg.svd(Bm.T @ A / len(src))
-    D = np.diag([1, 1, np.sign(np.linalg.det(U @ Vt))])
-    R = U @ D @ Vt
-    s = np.trace(np.diag(S) @ D) / A.var(0).sum() if scale else 1.0
-    aligned = s * (fit_verts.astype(np.float64) - ms) @ R.T + md
+    s, R, t = similarity_transform(src, dst, scale)
+    aligned = s * fit_verts.astype(np.float64) @ R.T + t
     a, b = FACE_VERTICES
     mesh = trimesh.Trimesh(aligned[:b], face_triangles(model), process=False)
     idx = rng.choice(np.arange(a, b), min(n_points, b - a), replace=False)

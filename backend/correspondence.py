@@ -20,6 +20,7 @@ import numpy as np
 from . import paths
 from .errors import SetupError
 from .face_model import FACE_VERTICES, FaceModel
+from .geometry import similarity_transform
 
 
 def _closest_on_mesh(points, vertices, triangles):
@@ -31,15 +32,7 @@ def _closest_on_mesh(points, vertices, triangles):
     return closest, dist, tri, bary
 
 
-def _umeyama(src, dst):
-    """Similarity (s, R, t) minimising |s R src + t - dst|."""
-    ms, md = src.mean(0), dst.mean(0)
-    a, b = src - ms, dst - md
-    U, S, Vt = np.linalg.svd(b.T @ a / len(src))
-    D = np.diag([1, 1, np.sign(np.linalg.det(U @ Vt))])
-    R = U @ D @ Vt
-    s = np.trace(np.diag(S) @ D) / a.var(0).sum()
-    return s, R, md - s * R @ ms
+_umeyama = similarity_transform
 
 
 def build(model: FaceModel, mp_vertices, mp_triangles, contour_ids, iterations=12, log=print):

@@ -10,6 +10,7 @@ import numpy as np
 
 from .face_model import FACE_VERTICES, FaceModel
 from .fitting import LandmarkSpec
+from .geometry import similarity_transform
 
 
 def look_at_camera(yaw_deg: float, pitch_deg: float = 0.0, roll_deg: float = 0.0, distance_cm: float = 60.0,
@@ -66,13 +67,8 @@ def make_scene(rng, model, spec, yaws, pitches=None, noise_px=0.0, size=1024, fo
 
 def similarity_align(src: np.ndarray, dst: np.ndarray, scale: bool = True):
     """Aligned copy of src minimising |s R src + t - dst| (Umeyama)."""
-    ms, md = src.mean(0), dst.mean(0)
-    a, b = src - ms, dst - md
-    U, S, Vt = np.linalg.svd(b.T @ a / len(src))
-    D = np.diag([1, 1, np.sign(np.linalg.det(U @ Vt))])
-    R = U @ D @ Vt
-    s = np.trace(np.diag(S) @ D) / a.var(0).sum() if scale else 1.0
-    return s * a @ R.T + md
+    s, R, t = similarity_transform(src, dst, scale)
+    return s * np.asarray(src, np.float64) @ R.T + t
 
 
 def face_error_mm(model: FaceModel, ident_fit, ident_true, expr_fit=None, expr_true=None) -> np.ndarray:
