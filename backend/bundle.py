@@ -5,7 +5,9 @@ A bundle is a folder holding `result.json` (schema in docs/result-bundle.md),
 `images/` with a copy of each input photo (so camera backgrounds survive the
 originals moving). It is written into a temporary sibling folder and renamed
 into place, so a reader never sees half a bundle and a failed run never
-touches an earlier result.
+touches an earlier result. Writers to one output folder take turns through an
+advisory lock on `.NAME.lock`, and each write first sweeps what a killed writer
+left behind (`.NAME.tmp-PID-*`, `.NAME.old-PID`).
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import numpy as np
 from . import __version__
 from .errors import OutputError
 from .face_model import PARTS, FaceModel
+from .output_dir import output_lock, output_problem, recover, sweep_leftovers
+
 
 SCHEMA = "faceforge.result"
 SCHEMA_VERSION = 1
@@ -63,6 +67,7 @@ def write_bundle(output: str | Path, result: dict, model: FaceModel, identity: n
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-{os.getpid()}-", dir=parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the bundle should be like any new folder
     except OSError as e:
         raise OutputError(f"cannot create the output folder ({e.strerror or e})", parent) from e
     try:
@@ -105,27 +110,84 @@ def write_bundle(output: str | Path, result: dict, model: FaceModel, identity: n
     return output
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _replace_dir(tmp: Path, output: Path, overwrite: bool) -> None:
-    """Move the finished bundle into place; an earlier bundle is kept until the new one is in."""
-    if output.exists():
-        if not overwrite:
-            raise OutputError("already exists (choose another output folder)", output)
-        if not (output / "result.json").is_file() and any(output.iterdir()):
-            raise OutputError("exists and is not a result bundle; refusing to replace it", output)
-        old = output.with_name(f".{output.name}.old-{os.getpid()}")
-        os.replace(output, old)
-        try:
+    """Move the finished bundle into place; an earlier bundle is kept until the new one is in.
+
+    Runs under the output's lock: a second writer waits here rather than swapping folders in
+    the middle of this one's two renames.
+    """
+    with output_lock(output):
+        sweep_leftovers(output)
+        if output.exists():
+            if not overwrite:
+                raise OutputError("already exists (choose another output folder)", output)
+            if not (output / "result.json").is_file() and any(output.iterdir()):
+                raise OutputError("exists and is not a result bundle; refusing to replace it", output)
+            old = output.with_name(f".{output.name}.old-{os.getpid()}")
+            os.replace(output, old)
+            try:
+                os.replace(tmp, output)
+            except OSError:
+                os.replace(old, output)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
             os.replace(tmp, output)
-        except OSError:
-            os.replace(old, output)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, output)
+        st = output.stat()
+        _WRITTEN[str(output)] = (st.st_dev, st.st_ino)
+
+
+# output folder -> (st_dev, st_ino) of the bundle this process last put there; a rename keeps the
+# inode, so update_result() can tell its own bundle from one another writer swapped in since.
+_WRITTEN: dict[str, tuple[int, int]] = {}
+
+
+def update_result(output: str | Path, changes: dict) -> bool:
+    """Rewrite top-level fields of result.json in the bundle this process just wrote to `output`.
+
+    False (nothing written) when another writer has replaced the folder since: its result.json
+    belongs to its own bundle and must not get our fields.
+    """
+    output = Path(output).resolve()
+    try:
+        with output_lock(output):
+            st = output.stat()
+            if _WRITTEN.get(str(output)) != (st.st_dev, st.st_ino):
+                return False
+            p = output / "result.json"
+            doc = json.loads(p.read_text())
+            doc.update(changes)
+            tmp = p.with_name(f".result.json.tmp-{os.getpid()}")
+            try:
+                tmp.write_text(json.dumps(doc, indent=1))
+                os.replace(tmp, p)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def check_output(output: str | Path) -> None:
+    """Refuse an output we could not write before the minutes of detection and fitting, not after, and
+    put back an earlier bundle a killed writer left half-swapped."""
+    problem = output_problem(output)
+    if problem is not None:
+        raise OutputError(problem[1], problem[0])
+    recover(output)
 
 
 def read_result(bundle: str | Path) -> dict:
     bundle = Path(bundle)
+    if not (bundle / "result.json").exists() and bundle.parent.is_dir():
+        recover(bundle)  # a writer killed mid-swap: put the earlier bundle back rather than fail
     doc = json.loads((bundle / "result.json").read_text())
     if doc.get("schema") != SCHEMA:
         raise ValueError(f"{bundle}: not a FaceForge result bundle")

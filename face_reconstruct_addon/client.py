@@ -19,6 +19,9 @@ from collections import deque
 from pathlib import Path
 
 PROTOCOL = 1
+# Lines on the backend's stderr that are never the reason it failed (native library chatter).
+_STDERR_NOISE = ("W0000", "I0000", "INFO: Created TensorFlow", "WARNING: Logging before InitGoogle",
+                 "WARNING: All log messages before absl")
 
 
 class BackendError(Exception):
@@ -146,9 +149,14 @@ class BackendClient:
         except queue.Empty:
             return None
 
-    def stderr_summary(self, n: int = 3) -> str:
-        lines = [ln for ln in self.stderr_tail if ln.strip()]
-        return " | ".join(lines[-n:])
+    def stderr_summary(self, n: int = 1, limit: int = 300) -> str:
+        """The last `n` stderr lines worth showing a user: of a traceback only its final
+        `Error: message` line (frames are indented), never native-library chatter."""
+        lines = [ln.strip() for ln in self.stderr_tail
+                 if ln.strip() and not ln[:1].isspace() and not ln.startswith("Traceback (most recent call")
+                 and not ln.startswith(_STDERR_NOISE)]
+        text = " | ".join(lines[-n:])
+        return text if len(text) <= limit else text[: limit - 3] + "..."
 
     def stop(self, grace: float = 5.0) -> int | None:
         """End the server: ask politely (shutdown, stdin closed), then SIGTERM, then SIGKILL the group."""
@@ -205,7 +213,9 @@ class ReconstructJob:
         self.error_code: str | None = None
         self.started_at = None
         self.request_id = None
+        self.ready = False  # the server said "ready": a later exit is a crash, not a failed start
         self._cancel_sent_at = None
+        self._swept = False
 
     @property
     def finished(self) -> bool:
@@ -230,12 +240,30 @@ class ReconstructJob:
             if time.monotonic() - self._cancel_sent_at > 10.0:  # backend ignores cancel: end it
                 self._finish("cancelled", error="Cancelled")
         if self.finished:
-            self.client.stop(grace=3.0)
+            # After its final event the backend has nothing left to write; a clean interpreter exit
+            # (torch and MediaPipe teardown) takes ~2 s that Blender's UI would sit frozen waiting
+            # for, so it gets a moment and is then terminated.
+            self.client.stop(grace=0.3)
+            self._sweep()
         return self.finished
+
+    def _sweep(self) -> None:
+        """A backend that died (or was ended) mid-write leaves its temp folder, or the earlier
+        bundle moved aside, next to the output; put the earlier bundle back and remove the rest."""
+        proc = self.client.proc
+        if self._swept or self.state == "done" or proc is None or proc.returncode is None:
+            return
+        self._swept = True
+        try:
+            sweep_dead_writer(self.output, proc.pid, self.client.root)
+        except OSError:
+            pass
 
     def _handle(self, ev: dict) -> None:
         kind = ev.get("event")
-        if kind == "progress":
+        if kind == "ready":
+            self.ready = True
+        elif kind == "progress":
             self.stage = str(ev.get("stage", self.stage))
             self.fraction = float(ev.get("fraction", self.fraction) or 0.0)
             self.message = str(ev.get("message", "") or self.stage)
@@ -257,10 +285,17 @@ class ReconstructJob:
             if self._cancel_sent_at is not None:
                 self._finish("cancelled", error="Cancelled")
             else:
-                rc = self.client.proc.wait(5.0) if self.client.proc else None
+                try:
+                    rc = self.client.proc.wait(5.0) if self.client.proc else None
+                except subprocess.TimeoutExpired:  # stdout closed but still running: stop() ends it
+                    rc = None
                 tail = self.client.stderr_summary()
-                self._finish("error", error=f"backend exited unexpectedly (exit code {rc})"
-                             + (f": {tail}" if tail else ""), code="crash")
+                how = _exit_description(rc)
+                if self.ready:
+                    msg = f"backend exited unexpectedly during {self.stage} ({how})"
+                else:  # never got going: most likely the interpreter is not the backend's
+                    msg = f"{self.client.python}: backend failed to start ({how})"
+                self._finish("error", error=msg + (f": {tail}" if tail else ""), code="crash")
 
     def _finish(self, state, error=None, code=None):
         self.state, self.error, self.error_code = state, error, code
@@ -287,6 +322,7 @@ class ReconstructJob:
         if not self.finished:
             self._finish("cancelled", error="Cancelled")
         self.client.stop(grace=1.0)
+        self._sweep()
 
     def run_blocking(self, on_progress=None, timeout: float | None = None, poll_s: float = 0.1) -> dict:
         """Background-mode path: same events, same handling, just a loop instead of a UI timer."""
@@ -310,6 +346,33 @@ class ReconstructJob:
         if self.state != "done":
             raise BackendError(self.error or self.state, self.error_code or self.state)
         return self.result
+
+
+def _exit_description(rc) -> str:
+    if rc is None:
+        return "exit code unknown"
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        hint = "; out of memory?" if name == "SIGKILL" else ""
+        return f"killed by {name}, exit code {rc}{hint}"
+    return f"exit code {rc}"
+
+
+# -- leftovers of a backend that died mid-write ---------------------------------------------------
+
+def sweep_dead_writer(output: str | Path, pid: int, root: str | Path) -> None:
+    """Undo what backend process `pid` (which must have ended) left half-done at `output`: the
+    earlier bundle goes back into place if the new one never arrived, temp folders are removed.
+    The lock protocol and the sweep are the backend's own (backend/output_dir.py, stdlib only)."""
+    from .backend_paths import load_backend_module  # backend_paths imports this module
+
+    output_dir = load_backend_module("output_dir", root)
+    if output_dir is None or output_dir.pid_alive(pid):
+        return
+    output_dir.recover(output)
 
 
 def check_backend(python: str, root: str, timeout: float = 60.0) -> dict:

@@ -6,6 +6,7 @@ it is reachable through ACTIVE so the Cancel button and unregister() can stop it
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -30,6 +31,16 @@ def _safe_name(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("._") or "face"
 
 
+def output_problem(output: Path, root: str) -> str | None:
+    """Why the backend could not write a bundle at `output`, found before the minutes of work it
+    would do first (the backend's own check, backend/output_dir.py, which it repeats when writing)."""
+    output_dir = backend_paths.load_backend_module("output_dir", root)
+    if output_dir is None:
+        return None
+    problem = output_dir.output_problem(output)
+    return None if problem is None else f"{problem[0]}: {problem[1]}"
+
+
 class Runner:
     def __init__(self):
         self.job: ReconstructJob | None = None
@@ -42,6 +53,16 @@ class Runner:
 
     def start(self, context, python: str | None = None, root: str | None = None, output: str | None = None) -> None:
         """Raises BackendError with a one-line message if the job cannot start."""
+        try:
+            self._start(context, python, root, output)
+        except BackendError as e:
+            if e.code != "busy":  # busy: the panel shows the job that is running, leave it be
+                self.error = str(e)
+                settings = context.scene.faceforge
+                settings.running, settings.stage, settings.last_error = False, "Failed", self.error
+            raise
+
+    def _start(self, context, python, root, output) -> None:
         if ACTIVE["runner"] is not None and ACTIVE["runner"].state == RUNNING:
             raise BackendError("a reconstruction is already running (cancel it first)", "busy")
         settings = context.scene.faceforge
@@ -61,6 +82,8 @@ class Runner:
         else:
             self.output = Path(tempfile.mkdtemp(prefix="faceforge-")) / "result"
             self.temporary = True
+        if not self.temporary and (problem := output_problem(self.output, root)):
+            raise BackendError(problem, "output")
         size = int(settings.texture_size)
         options = {"landmarks": settings.landmarks, "device": settings.device, "texture": size > 0,
                    "texture_size": max(size, 256), "subject": subject}

@@ -31,15 +31,14 @@ FRONT = DATA / "multiview-mvfnet" / "front.jpg"
 
 sys.path.insert(0, str(ROOT))
 
-# MediaPipe's C++ side logs to fd 2 before our code can say anything; these lines are not ours and
-# are not part of what the user is told, so they are set aside before counting lines.
-NOISE_PREFIXES = ("W0000", "I0000", "E0000", "INFO: Created TensorFlow", "WARNING: Logging before InitGoogle",
-                  "WARNING: All log messages before absl")
 
 
 def _env(**extra) -> dict:
     env = dict(os.environ)
-    env.setdefault("GLOG_minloglevel", "2")
+    # A user's shell, not the test session's: conftest quiets glog for in-process tests, but the CLI
+    # must keep MediaPipe's native log lines off stderr by itself (mediapipe_detector silences fd 2).
+    for k in ("GLOG_minloglevel", "FACEFORGE_MEDIAPIPE_LOGS"):
+        env.pop(k, None)
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra)
     return env
@@ -55,7 +54,8 @@ def reconstruct_cli(inputs, output, *extra, env=None) -> subprocess.CompletedPro
 
 
 def user_lines(stderr: str) -> list[str]:
-    return [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(NOISE_PREFIXES)]
+    """Every non-blank stderr line: nothing is set aside as "library noise", the user would see it too."""
+    return [ln for ln in stderr.splitlines() if ln.strip()]
 
 
 def assert_one_error_line(stderr: str, *needles) -> str:
@@ -173,9 +173,32 @@ def _case_no_face(tmp):
     return [p], p, "no face"
 
 
+def _steep_view(path: Path) -> Path:
+    """A view from far round the side, as MediaPipe sees it: the left photo squeezed to 40 % of its width
+    (what an extra ~50 degrees of yaw does to the face's horizontal extent). MediaPipe's detector gives up
+    from about 45 % on (60 % still gives landmarks). Without a real 90-degree profile among the samples
+    this is the stand-in; rendered heads (backend/texture/synthetic.py) are not found even frontally, so
+    they cannot test yaw."""
+    import cv2
+
+    im = cv2.imread(str(MVF[0]))
+    h, w = im.shape[:2]
+    sq = cv2.resize(im, (int(w * 0.4), h), interpolation=cv2.INTER_AREA)
+    canvas = np.full_like(im, 128)
+    x0 = (w - sq.shape[1]) // 2
+    canvas[:, x0:x0 + sq.shape[1]] = sq
+    cv2.imwrite(str(path), canvas)
+    return path
+
+
+def _case_steep_view(tmp):
+    p = _steep_view(tmp / "profile.jpg")
+    return [p], p, "no face"
+
+
 BAD_INPUTS = {"missing_path": _case_missing, "dir_without_images": _case_empty_dir,
               "non_image_with_jpg_extension": _case_not_an_image, "truncated_jpeg": _case_truncated_jpeg,
-              "no_face_in_only_image": _case_no_face}
+              "no_face_in_only_image": _case_no_face, "steep_profile_only_view": _case_steep_view}
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
@@ -204,6 +227,22 @@ def test_no_face_in_one_of_several_views_is_skipped_with_warning(tmp_path):
     doc = assert_valid_bundle(out)
     assert [v["name"] for v in doc["views"]] == ["front"]
     assert any("blank.jpg" in w for w in doc["warnings"])  # the add-on shows result.json's warnings too
+
+
+def test_steep_profile_among_views_is_skipped_with_warning(tmp_path):
+    """The profile stand-in next to usable views: dropped, and the warning names it (in-process: the
+    detection stage reconstruct() runs; the skipped-view path to the CLI is the test above).
+
+    What MediaPipe does with a face it can only half see is different: on the left photo with its right
+    70 % greyed out it still returns all 478 points, the hidden half made up plausibly, and the joint fit
+    with the front view is sane (yaw -21 vs -24 degrees for the whole photo, median landmark error 1.1 % vs
+    0.8 % of eye distance, no consistency warning). Such a view is kept, not flagged."""
+    from backend import pipeline
+
+    steep = _steep_view(tmp_path / "profile.jpg")
+    views, warnings = pipeline.detect_views([FRONT, steep])
+    assert [v.name for v in views] == ["front"]
+    assert warnings == ["profile.jpg: no face found; view skipped"]
 
 
 def test_several_faces_uses_largest_and_says_how_many(tmp_path):
@@ -381,16 +420,13 @@ def test_backend_killed_mid_job(stage, out_with_earlier):
             job.abort()
     assert job.state == "error"
     assert job.error_code == "crash"
-    assert "backend exited unexpectedly" in job.error and "-9" in job.error, job.error
+    assert f"backend exited unexpectedly during {stage} (killed by SIGKILL, exit code -9" in job.error, job.error
     assert "\n" not in job.error and "Traceback" not in job.error
     assert not job.client.alive()
-    # the earlier bundle is untouched (the kill may land before or during write_bundle's temp folder)
+    # The kill may land before, during or after write_bundle's temp folder / swap; the client sweeps what
+    # its dead backend left (client.sweep_dead_writer): the earlier bundle is back, no sibling remains.
     assert snapshot(out) == before
-    left = leftovers(out.parent)
-    if left and stage == "export":
-        pytest.xfail(f"SIGKILL during export leaves the temp folder {left} next to the bundle (nothing in the "
-                     "backend removes stale .tmp-* siblings; see report)")
-    assert left == []
+    assert leftovers(out.parent) == []
 
 
 def test_hung_backend_times_out_and_is_ended(out_with_earlier):

@@ -1,13 +1,66 @@
 """MediaPipe Face Landmarker (Tasks API, offline model bundle): 478 points + 52 ARKit scores."""
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
+import sys
 import threading
+import weakref
 
 import numpy as np
 
 from .. import paths
 from ..errors import NoFaceError, SetupError
 from .base import Detection
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Point file descriptor 2 at /dev/null for the duration.
+
+    MediaPipe's C++ side (absl/glog, TFLite) writes "Logging before InitGoogle()", W0000... and
+    "Created TensorFlow Lite XNNPACK delegate" lines straight to fd 2 while the graph is built;
+    GLOG_minloglevel does not stop them. They are not addressed to the user and would surround the
+    CLI's one-line error. Only fd 2 is touched, and only around graph creation and the first
+    inference; FACEFORGE_MEDIAPIPE_LOGS=1 keeps them (debugging the graph itself).
+    """
+    if os.environ.get("FACEFORGE_MEDIAPIPE_LOGS"):
+        yield
+        return
+    try:
+        sys.stderr.flush()  # what Python already wrote must not end up in /dev/null
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 at all (pythonw, closed stderr): nothing to protect
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+        finally:
+            os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+# Detectors nobody closed: closed at exit while the runtime still exists, else mediapipe's own
+# __del__ prints an "Exception ignored ... TypeError" traceback during interpreter shutdown.
+_LIVE: "weakref.WeakSet[MediaPipeDetector]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all():
+    for d in list(_LIVE):
+        try:
+            d.close()
+        except Exception:
+            pass
 
 
 class MediaPipeDetector:
@@ -31,10 +84,13 @@ class MediaPipeDetector:
             output_face_blendshapes=True,
         )
         try:
-            self._landmarker = vision.FaceLandmarker.create_from_options(opts)
+            with native_stderr_silenced():
+                self._landmarker = vision.FaceLandmarker.create_from_options(opts)
         except Exception as e:  # the C++ side refuses a damaged bundle
             raise SetupError(f"MediaPipe model bundle could not be loaded ({e})", model_path) from e
         self._lock = threading.Lock()  # one graph, not reentrant
+        self._first = True
+        _LIVE.add(self)
 
     def close(self):
         lm, self._landmarker = self._landmarker, None
@@ -60,7 +116,12 @@ class MediaPipeDetector:
         h, w = image_rgb.shape[:2]
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image_rgb))
         with self._lock:
-            res = self._landmarker.detect(image)
+            if self._first:  # XNNPACK / TFLite may announce themselves on the first inference
+                self._first = False
+                with native_stderr_silenced():
+                    res = self._landmarker.detect(image)
+            else:
+                res = self._landmarker.detect(image)
         out = []
         for i, lms in enumerate(res.face_landmarks):
             # MediaPipe normalises by image size with 0 at the pixel edge; we use pixel centres.
