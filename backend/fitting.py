@@ -69,7 +69,11 @@ class FitConfig:
     huber: float = 3.0  # in units of landmark_sigma
     contour_weight: float = 0.5
     rigid_iterations: int = 6
-    iterations: int = 25
+    # rigid phase on pose + focal only (cheap) instead of the full system under heavy shape priors; the
+    # focal probes use it. The full fit keeps the heavy-prior variant: its slight shape motion during the
+    # rigid phase is what identity_check's thresholds were measured with.
+    frozen_shape_rigid: bool = False
+    iterations: int = 20
     reweight_every: int = 5
     tolerance: float = 1e-4  # stop when a whole reweighting round lowers the cost by less than this
     fix_identity: bool = False
@@ -167,7 +171,7 @@ class BundleAdjuster:
 
     # ---------------------------------------------------------------- public API
     def fit_multistart(self, points, visible, sizes, focal_init=None, focal_known=None, groups=None, init=None,
-                       progress=None, cancel=None, starts=(0.8, 1.2, 1.8, 2.6), probe_iterations=10) -> FitResult:
+                       progress=None, cancel=None, starts=(0.8, 1.2, 1.8, 2.6), probe_iterations=6, probe_identity=40) -> FitResult:
         """Like fit(), but when the focal is unknown it first runs a short fit from several focal guesses
         (one batched solve) and continues from the lowest cost. A face's depth relief barely constrains
         the field of view, and a single start can settle in a wrong-focal valley the shape compensates."""
@@ -178,16 +182,27 @@ class BundleAdjuster:
         rep = lambda x: None if x is None else np.repeat(np.asarray(x), C, axis=0)  # noqa: E731
         base = sizes.max(-1)
         f_try = np.stack([base[b] * k for b in range(B) for k in starts])  # job-major, like np.repeat
-        cfg, probe = self.cfg, dataclasses.replace(self.cfg, adaptive_sigma=False, iterations=probe_iterations)
-        self.cfg = probe
-        try:
-            r = self.fit(rep(points), rep(visible), rep(sizes), f_try, np.zeros((B * C, V), bool), rep(groups),
-                         None if init is None else {k: rep(v) for k, v in init.items()}, None, cancel)
-        finally:
-            self.cfg = cfg
+        prober = self._prober(probe_identity, probe_iterations)
+        p_init = None if init is None else {k: rep(v) for k, v in init.items()}
+        if p_init is not None and p_init.get("identity") is not None:
+            p_init["identity"] = p_init["identity"][:, :prober.K]
+        r = prober.fit(rep(points), rep(visible), rep(sizes), f_try, np.zeros((B * C, V), bool), rep(groups),
+                       p_init, None, cancel)
         best = r.cost.reshape(B, C).argmin(1)
-        f_best = r.focal.reshape(B, C, V)[np.arange(B), best]
+        pick = np.arange(B) * C + best
+        f_best = r.focal[pick]
         return self.fit(points, visible, sizes, f_best, focal_known, groups, init, progress, cancel)
+
+    def _prober(self, n_identity, iterations):
+        """A cheaper twin for the focal probes: fewer identity modes (the Hessian's cost grows with their
+        square) and fixed sigma; enough to rank focal guesses by cost."""
+        key = min(n_identity, self.K)
+        if getattr(self, "_probe_ba", None) is None or self._probe_ba.K != key:
+            self._probe_ba = BundleAdjuster(self.model, self.spec, dataclasses.replace(
+                self.cfg, n_identity=key, adaptive_sigma=False))
+        self._probe_ba.cfg = dataclasses.replace(self.cfg, n_identity=key, adaptive_sigma=False,
+                                                 iterations=iterations, frozen_shape_rigid=True)
+        return self._probe_ba
 
     def fit(self, points, visible, sizes, focal_init=None, focal_known=None, groups=None, init=None,
             progress=None, cancel=None) -> FitResult:
@@ -234,7 +249,11 @@ class BundleAdjuster:
             st["a"] = torch.as_tensor(np.asarray(init["identity"])[:, : self.K], dtype=dt, device=dev).clone()
         if init is not None and init.get("expression") is not None:
             st["b"] = torch.as_tensor(np.asarray(init["expression"]), dtype=dt, device=dev).clamp(0, 1).clone()
-        st["R"], st["t"] = self._pnp_init(obs, vis, st)
+        if init is not None and init.get("R") is not None:
+            st["R"] = torch.as_tensor(np.asarray(init["R"]), dtype=dt, device=dev).clone()
+            st["t"] = torch.as_tensor(np.asarray(init["t"]), dtype=dt, device=dev).clone()
+        else:
+            st["R"], st["t"] = self._pnp_init(obs, vis, st)
         history = []
         lam = torch.full((B,), 1e-3, dtype=dt, device=dev)
         w = vis.clone()
@@ -250,7 +269,10 @@ class BundleAdjuster:
                 if c.adaptive_sigma and not rigid:
                     self._estimate_sigma(st, obs, vis)
                 w = self._landmark_weights(st, obs, vis)
-            st, lam, cost = self._lm_step(st, obs, w, lam, rigid)
+            if rigid and c.frozen_shape_rigid:
+                st, lam, cost = self._lm_step_rigid(st, obs, w, lam)
+            else:
+                st, lam, cost = self._lm_step(st, obs, w, lam, rigid)
             history.append(float(cost.mean()))
             if it % c.reweight_every == 0:
                 round_start = history[-1]
@@ -371,6 +393,17 @@ class BundleAdjuster:
                 Rs[b, v], ts[b, v] = cv2.Rodrigues(rvec)[0], tvec.ravel()
         return (torch.as_tensor(Rs, dtype=self.dt, device=self.dev), torch.as_tensor(ts, dtype=self.dt, device=self.dev))
 
+    def _projection_jacobian(self, st, Xc, sw):
+        """d(uv)/d(Xc) (B,V,L,2,3), scaled by the residual weights sw (B,V,L,1)."""
+        f = self._focal(st)[..., None]
+        iz = 1 / Xc[..., 2].clamp_min(1e-3)
+        Jp = torch.zeros(*Xc.shape[:-1], 2, 3, dtype=self.dt, device=self.dev)
+        Jp[..., 0, 0] = f * iz
+        Jp[..., 0, 2] = -f * Xc[..., 0] * iz * iz
+        Jp[..., 1, 1] = f * iz
+        Jp[..., 1, 2] = -f * Xc[..., 1] * iz * iz
+        return Jp * sw[..., None]
+
     def _residuals_and_jacobian(self, st, obs, w, rigid):
         """Weighted residuals e (B,V,L,2) and Jacobian blocks: global (identity, focal) and local
         (expression, rotation, translation)."""
@@ -379,16 +412,7 @@ class BundleAdjuster:
         uv = self._project(st, Xc)
         sw = (w.clamp_min(0).sqrt() / (self.scale[..., None] * self.sigma))[..., None]  # (B,V,L,1)
         e = (uv - obs) * sw
-        f = self._focal(st)[..., None]
-        z = Xc[..., 2].clamp_min(1e-3)
-        iz = 1 / z
-        # d(uv)/d(Xc): (B,V,L,2,3)
-        Jp = torch.zeros(*Xc.shape[:-1], 2, 3, dtype=self.dt, device=self.dev)
-        Jp[..., 0, 0] = f * iz
-        Jp[..., 0, 2] = -f * Xc[..., 0] * iz * iz
-        Jp[..., 1, 1] = f * iz
-        Jp[..., 1, 2] = -f * Xc[..., 1] * iz * iz
-        Jp = Jp * sw[..., None]
+        Jp = self._projection_jacobian(st, Xc, sw)
         JpR = Jp @ st["R"][:, :, None]  # (B,V,L,2,3) d(uv)/d(P)
         J_rot = -Jp @ _skew(Xc - st["t"][:, :, None, :])  # left perturbation
         J_t = Jp
@@ -455,22 +479,29 @@ class BundleAdjuster:
             nb = torch.full((V,), 2.0, dtype=self.dt, device=self.dev)
             nb[0] = nb[-1] = 1.0
             Hll[:, :, :E, :E] += ts * nb[None, :, None, None] * torch.eye(E, dtype=self.dt, device=self.dev)
+        return self._damped_step(st, obs, w, lam, Hgg, Hgl, Hll, gg, gl,
+                                 lambda dg, dl: self._apply(st, dg, dl, rigid))
+
+    def _damped_step(self, st, obs, w, lam, Hgg, Hgl, Hll, gg, gl, apply):
+        """Levenberg-Marquardt on the Schur complement: the per-view (local) blocks are eliminated, the
+        shared (global) system solved, the local updates back-substituted. Each job raises its own damping
+        until its step lowers its cost; jobs that already moved are left alone."""
         cost0 = self._cost(st, obs, w)
-        dg_eye = torch.eye(K + G, dtype=self.dt, device=self.dev)
-        dl_eye = torch.eye(E + 6, dtype=self.dt, device=self.dev)
-        done = torch.zeros_like(lam, dtype=torch.bool)  # jobs that took their step: others must not move them
-        for _ in range(8):  # raise damping until the step lowers the cost
+        dg_eye = torch.eye(Hgg.shape[-1], dtype=self.dt, device=self.dev)
+        dl_eye = torch.eye(Hll.shape[-1], dtype=self.dt, device=self.dev)
+        done = torch.zeros_like(lam, dtype=torch.bool)
+        for _ in range(8):
             l_ = lam[:, None, None]
             Hgg_d = Hgg + l_ * (torch.diagonal(Hgg, dim1=-2, dim2=-1)[..., None] * dg_eye + 1e-6 * dg_eye)
             Hll_d = Hll + l_[:, None] * (torch.diagonal(Hll, dim1=-2, dim2=-1)[..., None] * dl_eye + 1e-6 * dl_eye)
             Lc = torch.linalg.cholesky(Hll_d)
-            Hll_inv_Hlg = torch.cholesky_solve(Hgl.transpose(-1, -2), Lc)  # (B,V,E+6,K+G)
+            Hll_inv_Hlg = torch.cholesky_solve(Hgl.transpose(-1, -2), Lc)  # (B,V,local,global)
             Hll_inv_gl = torch.cholesky_solve(gl[..., None], Lc)[..., 0]
             S = Hgg_d - (Hgl @ Hll_inv_Hlg).sum(1)
             rhs = gg - (Hgl @ Hll_inv_gl[..., None]).sum(1)[..., 0]
             dg = -torch.linalg.solve(S, rhs)
             dl = -(Hll_inv_gl + (Hll_inv_Hlg @ dg[:, None, :, None])[..., 0])
-            new = self._apply(st, dg, dl, rigid)
+            new = apply(dg, dl)
             cost1 = self._cost(new, obs, w)
             better = (cost1 < cost0) & ~done
             lam = torch.where(better, (lam / 3).clamp_min(1e-7), torch.where(done, lam, (lam * 4).clamp_max(1e7)))
@@ -480,6 +511,29 @@ class BundleAdjuster:
             if bool(done.all()):
                 break
         return st, lam, cost0
+
+    def _lm_step_rigid(self, st, obs, w, lam):
+        """LM step on pose and focal only, shape frozen: the same Schur structure with a (G) global and a
+        (6) per-view block instead of (K+G) and (E+6), so the rigid phase costs a fraction of a full step."""
+        c = self.cfg
+        B, V = obs.shape[:2]
+        G = self.G
+        P, Xc = self._points(st)
+        uv = self._project(st, Xc)
+        sw = (w.clamp_min(0).sqrt() / (self.scale[..., None] * self.sigma))[..., None]
+        e = ((uv - obs) * sw).reshape(B, V, -1)
+        Jp = self._projection_jacobian(st, Xc, sw)
+        Jl = torch.cat([-Jp @ _skew(Xc - st["t"][:, :, None, :]), Jp], -1).reshape(B, V, -1, 6)
+        J_f = (uv - torch.stack([self.cx, self.cy], -1)[:, :, None, :]) * sw
+        Jg = (J_f[..., None] * self.onehot[:, :, None, None, :]).reshape(B, V, -1, G)
+        JgT, JlT = Jg.transpose(-1, -2), Jl.transpose(-1, -2)
+        Hgg = (JgT @ Jg).sum(1) + torch.diag_embed(self.focal_w)
+        gg = (JgT @ e[..., None]).sum(1)[..., 0] + self.focal_w * (st["logf"] - self.logf0)
+        if c.fix_focal:
+            Hgg = Hgg + 1e9 * torch.eye(G, dtype=self.dt, device=self.dev)
+        Hgl, Hll, gl = JgT @ Jl, JlT @ Jl, (JlT @ e[..., None])[..., 0]
+        return self._damped_step(st, obs, w, lam, Hgg, Hgl, Hll, gg, gl, lambda dg, dl: {
+            **st, "logf": st["logf"] + dg, "R": so3_exp(dl[..., :3]) @ st["R"], "t": st["t"] + dl[..., 3:]})
 
     def _apply(self, st, dg, dl, rigid):
         K, E = self.K, self.E
