@@ -1,11 +1,15 @@
-"""Photos -> rigged head .blend (and .glb), headless.
+"""Photos or a video -> rigged head .blend (and .glb / Live Link Face .csv), headless.
 
     blender -b -P run.py -- --images A.jpg B.jpg --output head.blend [--glb head.glb]
     python run.py --images A.jpg B.jpg --output head.blend [--glb head.glb]    (bpy module)
+    python run.py --from-bundle RESULT_DIR --output head.blend [--export-glb head.glb]
+        [--export-csv take.csv] [--transfer-from OTHER_BUNDLE_OR_TAKE.csv]
 
 Runs the same client and importer as the add-on's Reconstruct button (backend in a subprocess,
-result bundle imported into a fresh scene). Exit code 0 on success; otherwise one line on stderr
-("error: <file>: <what is wrong>") and 1 (2 bad input, 3 setup, 4 output, 130 cancelled).
+result bundle imported into a fresh scene); --images also takes a video file (the backend tracks it).
+--from-bundle imports an existing result bundle instead of running the backend. Exit code 0 on
+success; otherwise one line on stderr ("error: <file>: <what is wrong>") and 1 (2 bad input, 3 setup,
+4 output, 130 cancelled).
 """
 from __future__ import annotations
 
@@ -31,9 +35,15 @@ def script_args(argv: list[str]) -> list[str]:
 
 def parse(argv):
     ap = argparse.ArgumentParser(prog="run.py", description=__doc__.split("\n")[0])
-    ap.add_argument("--images", nargs="+", required=True, help="photos (files and/or folders) of one face")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", nargs="+", help="photos (files and/or folders) or one video of one face")
+    src.add_argument("--from-bundle", help="import this existing result folder instead of reconstructing")
     ap.add_argument("--output", required=True, help=".blend file to write")
-    ap.add_argument("--glb", help="also export a binary glTF with shape keys and skin")
+    ap.add_argument("--glb", "--export-glb", dest="glb",
+                    help="also export a binary glTF: ARKit-named morph targets, skin and the animation")
+    ap.add_argument("--export-csv", help="also write the expression animation as a Live Link Face CSV")
+    ap.add_argument("--transfer-from", help="before saving, key this result bundle's animation (or its first "
+                                            "view) or this Live Link Face CSV onto the head")
     ap.add_argument("--bundle", help="keep the result bundle in this folder (default: temporary, photos packed)")
     ap.add_argument("--render", help="also render the first view (Workbench) to this PNG")
     ap.add_argument("--landmarks", choices=["mediapipe", "fan"], default="mediapipe")
@@ -64,11 +74,18 @@ def expand_images(items) -> list[str]:
 
 
 def run(args) -> None:
-    images = expand_images(args.images)
+    images = expand_images(args.images) if args.images else []
+    from_bundle = Path(args.from_bundle).expanduser().resolve() if args.from_bundle else None
+    if from_bundle is not None and not (from_bundle / "result.json").is_file() and from_bundle.name != "result.json":
+        raise RunError(f"{from_bundle}: not a result folder (no result.json)", "bad_input")
+    transfer_from = Path(args.transfer_from).expanduser().resolve() if args.transfer_from else None
+    if transfer_from is not None and not transfer_from.exists():
+        raise RunError(f"{transfer_from}: no such file or folder", "bad_input")
     output = Path(args.output).expanduser().resolve()
     if output.suffix.lower() != ".blend":
         raise RunError(f"{output}: --output must end in .blend", "bad_input")
-    for target in [output] + [Path(p).expanduser().resolve() for p in (args.glb, args.render) if p]:
+    extra = (args.glb, args.render, args.export_csv)
+    for target in [output] + [Path(p).expanduser().resolve() for p in extra if p]:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -81,35 +98,23 @@ def run(args) -> None:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     import face_reconstruct_addon as addon
-    from face_reconstruct_addon import backend_paths, compat, jobs
+    from face_reconstruct_addon import animation, importer, jobs
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     if not hasattr(bpy.types.Scene, "faceforge"):
         addon.register()
     try:
-        scene = bpy.context.scene
-        s = scene.faceforge
-        for p in images:
-            s.photos.add().filepath = p
-        s.landmarks, s.device, s.subject = args.landmarks, args.device, args.subject
-        s.texture_size = str(args.texture_size) if str(args.texture_size) in {"0", "512", "1024", "2048", "4096"} \
-            else "2048"
-        python, root, _ = backend_paths.resolve(args.python, args.backend_root)
-        runner = jobs.Runner()
-        try:
-            runner.start(bpy.context, python=python, root=root,
-                         output=str(Path(args.bundle).expanduser().resolve()) if args.bundle else None)
-        except jobs.BackendError as e:
-            raise RunError(str(e), e.code) from e
-
-        def progress(stage, fraction, message):
-            print(f"[{stage:8s} {fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
-
-        state = runner.run_blocking(bpy.context, on_progress=progress, timeout=args.timeout)
-        if state != jobs.FINISHED:
-            code = "cancelled" if state == jobs.CANCELLED else (runner.job.error_code or "error")
-            raise RunError(runner.error or state.lower(), code)
-        imported = runner.imported
+        if from_bundle is not None:
+            try:
+                imported = importer.import_bundle(from_bundle)
+            except importer.BundleError as e:
+                raise RunError(str(e), "bad_input") from e
+        else:
+            imported = _reconstruct(args, images, bpy, jobs)
+        for w in (imported.get("animation") or {}).get("warnings", []):
+            print(f"warning: {w}", file=sys.stderr)
+        if transfer_from is not None:
+            _transfer(transfer_from, imported, bpy)
         try:
             bpy.ops.wm.save_as_mainfile(filepath=str(output), check_existing=False)
         except RuntimeError as e:
@@ -118,10 +123,17 @@ def run(args) -> None:
         if args.glb:
             glb = Path(args.glb).expanduser().resolve()
             try:
-                compat.export_glb(str(glb))
+                animation.export_glb(glb, bpy.context.scene)
             except RuntimeError as e:
                 raise RunError(f"{glb}: glTF export failed ({str(e).strip().splitlines()[-1]})", "output") from e
             print(f"saved {glb}", file=sys.stderr)
+        if args.export_csv:
+            csv_path = Path(args.export_csv).expanduser().resolve()
+            try:
+                n = animation.export_csv(imported["rig"], csv_path, bpy.context.scene)
+            except OSError as e:
+                raise RunError(f"{csv_path}: cannot write ({e.strerror or e})", "output") from e
+            print(f"saved {csv_path} ({n} frames)", file=sys.stderr)
         if args.render and imported["cameras"]:
             from face_reconstruct_addon import render
 
@@ -129,6 +141,55 @@ def run(args) -> None:
             print(f"saved {path}", file=sys.stderr)
     finally:
         jobs.abort_active()
+
+
+def _transfer(source: Path, imported: dict, bpy) -> None:
+    """Key another result's animation (or first view) or a Live Link Face CSV onto the imported head."""
+    from face_reconstruct_addon import importer, transfer
+
+    scene = bpy.context.scene
+    try:
+        if source.suffix.lower() == ".csv":
+            src = transfer.source_from_csv(source, scene)
+        else:
+            try:
+                other = importer.import_bundle(source, apply_view_index=None)
+            except importer.BundleError as e:
+                raise RunError(str(e), "bad_input") from e
+            mode = transfer.ACTION_MODE if other.get("animation") else transfer.VIEW_MODE
+            src = transfer.source_from_head(other["rig"], mode, 0, scene)
+        result = transfer.transfer(src, imported["rig"], scene)
+    except transfer.TransferError as e:
+        raise RunError(f"{source}: {e}", "bad_input") from e
+    print(f"transferred {transfer.summary(result)}", file=sys.stderr)
+
+
+def _reconstruct(args, images, bpy, jobs) -> dict:
+    from face_reconstruct_addon import backend_paths
+
+    scene = bpy.context.scene
+    s = scene.faceforge
+    for p in images:
+        s.photos.add().filepath = p
+    s.landmarks, s.device, s.subject = args.landmarks, args.device, args.subject
+    s.texture_size = str(args.texture_size) if str(args.texture_size) in {"0", "512", "1024", "2048", "4096"} \
+        else "2048"
+    python, root, _ = backend_paths.resolve(args.python, args.backend_root)
+    runner = jobs.Runner()
+    try:
+        runner.start(bpy.context, python=python, root=root,
+                     output=str(Path(args.bundle).expanduser().resolve()) if args.bundle else None)
+    except jobs.BackendError as e:
+        raise RunError(str(e), e.code) from e
+
+    def progress(stage, fraction, message):
+        print(f"[{stage:8s} {fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
+
+    state = runner.run_blocking(bpy.context, on_progress=progress, timeout=args.timeout)
+    if state != jobs.FINISHED:
+        code = "cancelled" if state == jobs.CANCELLED else (runner.job.error_code or "error")
+        raise RunError(runner.error or state.lower(), code)
+    return runner.imported
 
 
 def main(argv=None) -> int:

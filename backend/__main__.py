@@ -7,8 +7,8 @@ import sys
 
 
 def _reconstruct_args(sub):
-    p = sub.add_parser("reconstruct", help="photos of one person -> result bundle")
-    p.add_argument("inputs", nargs="*", help="image files and/or folders of images")
+    p = sub.add_parser("reconstruct", help="photos of one person, or one video -> result bundle")
+    p.add_argument("inputs", nargs="*", help="image files and/or folders of images, or one video file")
     p.add_argument("--output", "-o", required=True, help="result bundle folder to write")
     p.add_argument("--landmarks", choices=["mediapipe", "fan"], default="mediapipe",
                    help="landmark detector (fan needs face-alignment's weights, see README)")
@@ -18,6 +18,12 @@ def _reconstruct_args(sub):
     p.add_argument("--no-texture", action="store_true", help="skip texture baking")
     p.add_argument("--subject", help="name of the subject (Blender collection name)")
     p.add_argument("--face-index", type=int, help="with several faces in a photo: 0 = largest, 1 = next...")
+    v = p.add_argument_group("video (one video file as input: identity from a few frames, every frame tracked)")
+    v.add_argument("--frame-step", type=int, help="track every N-th frame (default: keep at most 30 frames/s)")
+    v.add_argument("--max-frames", type=int, help="stop after this many tracked frames")
+    v.add_argument("--smoothing", type=float,
+                   help="temporal smoothing of pose and expression, 0 = none (default 1.0: halves the amplitude of "
+                        "5 Hz motion, keeps 97 %% of 2 Hz; the same in Hz at any frame rate)")
     p.add_argument("--quiet", "-q", action="store_true")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -59,7 +65,8 @@ def main(argv=None) -> int:
 
         result = reconstruct(args.inputs, args.output, landmarks=args.landmarks, landmarks_file=args.landmarks_file,
                              device=args.device, texture_size=args.texture_size, texture=not args.no_texture,
-                             subject=args.subject, face_index=args.face_index, progress=progress)
+                             subject=args.subject, face_index=args.face_index, progress=progress,
+                             frame_step=args.frame_step, max_frames=args.max_frames, smoothing=args.smoothing)
         for w in result["warnings"]:
             print(f"warning: {w}", file=sys.stderr)
         if not args.quiet:

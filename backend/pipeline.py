@@ -25,6 +25,7 @@ class View:
     focal_px: float | None = None  # from EXIF or the landmarks file
     focal_source: str = "fit"
     warnings: list = field(default_factory=list)
+    frame: int | None = None  # source-video frame number: the image is a decoded frame, not a file to copy
 
 
 def resolve_device(device: str) -> str:
@@ -94,7 +95,7 @@ def detect_views(inputs, detector_name="mediapipe", device="cpu", face_index=Non
     files = collect_inputs(list(inputs))
     videos = [f for f in files if is_video(f)]
     if videos:
-        raise InputError("videos are handled by `python -m backend track`; pass photos here", videos[0])
+        raise InputError("a video is reconstructed on its own: pass one video, or photos, not both", videos[0])
     views, warnings = [], []
     mp = make_detector("mediapipe")
     fan = make_detector("fan", device) if detector_name == "fan" else None
@@ -124,6 +125,20 @@ def detect_views(inputs, detector_name="mediapipe", device="cpu", face_index=Non
         raise NoFaceError("no face found in any of the images", files[0].parent if len(files) > 1 else files[0])
     _dedupe_names(views)
     return views, warnings
+
+
+def _single_video(inputs) -> Path | None:
+    """The input when it is one video file (a video among photos is refused by detect_views)."""
+    from .images import is_video
+
+    paths = [Path(p).expanduser() for p in inputs]
+    if len(paths) == 1 and is_video(paths[0]) and not paths[0].is_dir():
+        return paths[0]
+    return None
+
+
+def _image_suffix(v) -> str:
+    return ".png" if v.frame is not None else (Path(v.source_path).suffix.lower() or ".png")
 
 
 def _dedupe_names(views):
@@ -176,7 +191,7 @@ def view_report(model, views, res) -> list[dict]:
         expr = {n: round(float(w), 5) for n, w in zip(model.expression_names, res.expression[0, i])}
         out.append({
             "name": v.name,
-            "image": f"images/{v.name}{Path(v.source_path).suffix.lower() or '.png'}" if v.image is not None else None,
+            "image": f"images/{v.name}{_image_suffix(v)}" if v.image is not None else None,
             "source_path": v.source_path, "width": v.width, "height": v.height,
             "landmark_format": v.detection.format, "landmarks_2d": np.round(v.detection.points, 3).tolist(),
             "n_faces": v.detection.n_faces,
@@ -208,19 +223,34 @@ def consistency_warnings(views, reports) -> list[str]:
 
 def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", landmarks_file=None, device="auto",
                 texture_size=2048, texture=True, subject=None, face_index=None, progress=None, cancel=None,
-                fit_config=None) -> dict:
+                fit_config=None, frame_step=None, max_frames=None, smoothing=None) -> dict:
+    """Photos (or a landmarks file) -> result bundle. A single video instead gives the same bundle, its views
+    the frames the identity was fitted on, plus the tracked animation (frame_step, max_frames, smoothing)."""
+    from .bundle import check_output
+
+    check_output(output)
     progress = progress or _noop_progress
     timings, t_all = {}, time.perf_counter()
     device = resolve_device(device)
 
     t = time.perf_counter()
     progress("load", 0.0, "loading images")
+    vf = None
     if landmarks_file:
         views, warnings = load_landmarks_file(landmarks_file), []
     else:
         if not inputs:
             raise InputError("no input images given")
-        views, warnings = detect_views(inputs, landmarks, device, face_index, progress, cancel)
+        clip = _single_video(inputs)
+        if clip is not None:
+            from .video import video_views
+
+            vf, views, picks, ref = video_views(clip, frame_step, max_frames, face_index, progress, cancel)
+            warnings = list(vf.warnings)
+            if landmarks != "mediapipe":
+                warnings.append(f"videos are tracked with MediaPipe landmarks; --landmarks {landmarks} ignored")
+        else:
+            views, warnings = detect_views(inputs, landmarks, device, face_index, progress, cancel)
     timings["detect"] = time.perf_counter() - t
     _check(cancel)
 
@@ -230,7 +260,7 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
     timings["fit"] = time.perf_counter() - t
     reports = view_report(model, views, res)
     warnings += consistency_warnings(views, reports)
-    if len(views) >= 3:
+    if len(views) >= 3 and vf is None:  # a video's frames are one face already: video._pick_face follows it
         from .identity_check import pipeline_identity_warnings
 
         progress("fit", 1.0, "checking that all views show one person")
@@ -238,6 +268,20 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
     _check(cancel)
 
     extra, files, tex_info = {}, {}, {}
+    animation = None
+    if vf is not None:
+        from .video import DEFAULT_SMOOTHING, animation_files, track_video
+
+        t = time.perf_counter()
+        smoothing = DEFAULT_SMOOTHING if smoothing is None else float(smoothing)
+        progress("track", 0.0, f"tracking {len(vf.frames)} frames")
+        trk = track_video(model, spec, res, vf, ref, smoothing, device,
+                          lambda f: progress("track", f, "tracking head pose and expression"), cancel)
+        timings["track"] = time.perf_counter() - t
+        anim_t = {"decode": vf.timings["decode"], "detect": vf.timings["detect"], "identity": timings["fit"],
+                  "track": timings["track"]}
+        animation, extra["animation.npz"] = animation_files(model, vf, trk, picks, ref, res, smoothing, anim_t)
+        _check(cancel)
     t = time.perf_counter()
     if texture and all(v.image is not None for v in views):
         progress("texture", 0.0, f"baking a {texture_size}px texture")
@@ -248,9 +292,9 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
     t = time.perf_counter()
     progress("export", 0.0, "writing the result bundle")
     subject = subject or _subject_name(views)
-    images = [(v.source_path, Path(r["image"]).name) for v, r in zip(views, reports) if r["image"]]
-    for v, r in zip(views, reports):  # landmark-only or in-memory images: save what we loaded
-        if r["image"] and not Path(v.source_path).is_file():
+    images = [(v.source_path, Path(r["image"]).name) for v, r in zip(views, reports) if r["image"] and v.frame is None]
+    for v, r in zip(views, reports):  # landmark-only, in-memory or video-frame images: save what we loaded
+        if r["image"] and (v.frame is not None or not Path(v.source_path).is_file()):
             extra[r["image"]] = _png_bytes(v.image)
     result = {
         "subject": subject,
@@ -263,6 +307,8 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
         "warnings": warnings + [w for r in reports for w in r["warnings"]],
         "timings_s": timings,
     }
+    if animation is not None:
+        result["animation"] = animation
     timings["export"] = 0.0
     timings["total"] = time.perf_counter() - t_all
     from .bundle import write_bundle
@@ -315,22 +361,22 @@ def _png_bytes(rgb: np.ndarray) -> bytes:
 
 def _subject_name(views) -> str:
     src = Path(views[0].source_path) if views[0].source_path else None
+    if src is not None and views[0].frame is not None:
+        return src.stem
     if src is not None and len(views) > 1 and src.parent.name:
         return src.parent.name
     return views[0].name
 
 
 def _patch_timings(output, timings):
-    """The export time is only known after the bundle is in place; result.json is small, rewrite it."""
-    p = Path(output) / "result.json"
-    try:
-        doc = json.loads(p.read_text())
-        doc["timings_s"] = timings
-        tmp = p.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        tmp.replace(p)
-    except OSError:  # another job replaced the folder meanwhile; timings are informative only
-        pass
+    """The export time is only known after the bundle is in place; result.json is small, rewrite it.
+
+    Under the output's lock and only if the folder is still the bundle this process wrote: a second
+    job that swapped its own bundle in meanwhile keeps its own timings (timings are informative
+    only, so a failure here is not an error)."""
+    from .bundle import update_result
+
+    update_result(output, {"timings_s": timings})
 
 
 __all__ = ["reconstruct", "FaceForgeError"]

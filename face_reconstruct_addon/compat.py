@@ -1,4 +1,5 @@
-"""Every Blender API difference between 4.2 and 5.x that the add-on touches lives here.
+"""Every Blender API difference between 4.2 and 5.x that the add-on touches lives here (including
+4.4's slotted actions and 5.0's removal of Action.fcurves: see "Animation data" below).
 
 When Blender changes an API, only this module should need an edit. Each helper says which
 versions differ and how; everything else in the add-on calls these instead of the raw API.
@@ -56,12 +57,17 @@ def draw_progress(layout, factor: float, text: str) -> None:
         layout.label(text=f"{text} ({factor * 100:.0f}%)")
 
 
-def export_glb(filepath: str) -> None:
-    """glTF binary with shape keys and skin. Option names in io_scene_gltf2 churn between releases,
-    so only pass the ones this build knows."""
+def export_glb(filepath: str, animations: bool = False) -> None:
+    """glTF binary with shape keys and skin (and, with `animations`, every action, sampled per frame and
+    merged by action). Option names in io_scene_gltf2 churn between releases, so only pass the ones
+    this build knows; drivers are not exported as such - see animation.baked_shape_keys."""
     props = bpy.ops.export_scene.gltf.get_rna_type().properties.keys()
     wanted = {"export_format": "GLB", "export_morph": True, "export_skins": True, "export_cameras": True,
-              "export_yup": True, "export_apply": False, "export_animations": False}
+              "export_yup": True, "export_apply": False, "export_animations": bool(animations)}
+    if animations:
+        wanted.update(export_morph_animation=True, export_animation_mode="ACTIONS", export_force_sampling=True,
+                      export_merge_animation="ACTION", export_optimize_animation_size=False,
+                      export_anim_slide_to_zero=True)
     kwargs = {k: v for k, v in wanted.items() if k in props}
     result = bpy.ops.export_scene.gltf(filepath=str(filepath), **kwargs)
     if "FINISHED" not in result:
@@ -105,3 +111,132 @@ def load_image(path: str, colorspace: str | None = None):
         except TypeError:  # OCIO config without that name
             pass
     return img
+
+
+# -- Animation data -------------------------------------------------------------------------------
+# Blender 4.4 introduced slotted (layered) actions: one Action holds several slots, each slot's
+# F-curves live in a channelbag of the action's first keyframe strip, and AnimData picks a slot next
+# to the action (`AnimData.action_slot`). 4.4 - 4.5 still offer `Action.fcurves` as a proxy for the
+# first slot; 5.0 removed it. Before 4.4 an action is a flat F-curve list bound to one ID type.
+# Everything below branches on `HAS_SLOTS`; only the slotted branch runs under the bpy 5.0.1 the tests
+# use, the legacy branch follows the 4.2 API documentation and is untested here.
+HAS_SLOTS = hasattr(bpy.types, "ActionSlot")
+_INTERPOLATION = {"CONSTANT": 0, "LINEAR": 1, "BEZIER": 2}
+
+
+def _id_type(id_data) -> str:
+    """ID type enum of an ID (`bpy.types.Key` -> 'KEY'); `ID.id_type` exists for every ID."""
+    return id_data.id_type
+
+
+def assign_action(id_data, action, slot_name: str | None = None):
+    """Give `id_data` (an Object, a Key, ...) `action`, creating and assigning a slot for it on 4.4+.
+
+    Returns the slot (None before 4.4). An existing slot for the same ID type and name is reused, so
+    re-assigning is idempotent and one action can animate several IDs (e.g. a rig and its shape keys)
+    through different slots - glTF export then merges them into one animation.
+    """
+    ad = id_data.animation_data or id_data.animation_data_create()
+    if not HAS_SLOTS:  # pragma: no cover - Blender < 4.4
+        ad.action = action
+        return None
+    name = slot_name or id_data.name
+    slot = next((s for s in action.slots if s.target_id_type == _id_type(id_data) and s.name_display == name),
+                None)
+    if slot is None:
+        slot = action.slots.new(id_type=_id_type(id_data), name=name)
+    ad.action = action
+    if ad.action_slot != slot:
+        ad.action_slot = slot
+    return slot
+
+
+def action_slot(id_data):
+    """The slot `id_data` is animated through (None before 4.4 or without an action)."""
+    ad = id_data.animation_data
+    if not HAS_SLOTS or ad is None or ad.action is None:
+        return None
+    return ad.action_slot
+
+
+def _channelbag(action, slot, create: bool):
+    if not action.layers:
+        if not create:
+            return None
+        action.layers.new("Layer")
+    layer = action.layers[0]
+    if not layer.strips:
+        if not create:
+            return None
+        layer.strips.new(type="KEYFRAME")
+    return layer.strips[0].channelbag(slot, ensure=create)
+
+
+def action_fcurves(action, slot=None) -> list:
+    """The F-curves of `action` that animate `slot` (4.4+; all slots' when slot is None), or all of a
+    legacy action's F-curves."""
+    if action is None:
+        return []
+    if not HAS_SLOTS:  # pragma: no cover - Blender < 4.4
+        return list(action.fcurves)
+    slots = [slot] if slot is not None else list(action.slots)
+    out = []
+    for s in slots:
+        bag = _channelbag(action, s, create=False)
+        if bag is not None:
+            out += list(bag.fcurves)
+    return out
+
+
+def id_fcurves(id_data) -> list:
+    """F-curves of the action currently animating `id_data` (through its slot on 4.4+)."""
+    ad = id_data.animation_data
+    if ad is None or ad.action is None:
+        return []
+    return action_fcurves(ad.action, action_slot(id_data) if HAS_SLOTS else None)
+
+
+def new_fcurve(action, slot, data_path: str, index: int = 0, group: str = ""):
+    """An F-curve for `data_path[index]` in `action` (for `slot` on 4.4+), replacing an existing one."""
+    if not HAS_SLOTS:  # pragma: no cover - Blender < 4.4
+        fcurves = action.fcurves
+        old = fcurves.find(data_path, index=index)
+        if old is not None:
+            fcurves.remove(old)
+        return fcurves.new(data_path, index=index, action_group=group)
+    bag = _channelbag(action, slot, create=True)
+    old = bag.fcurves.find(data_path, index=index)
+    if old is not None:
+        bag.fcurves.remove(old)
+    return bag.fcurves.new(data_path, index=index, group_name=group)
+
+
+def remove_fcurve(action, slot, fcurve) -> None:
+    if not HAS_SLOTS:  # pragma: no cover - Blender < 4.4
+        action.fcurves.remove(fcurve)
+        return
+    bag = _channelbag(action, slot, create=False)
+    if bag is not None:
+        bag.fcurves.remove(fcurve)
+
+
+def set_keys(fcurve, frames, values, interpolation: str = "LINEAR") -> None:
+    """Replace the keyframes of `fcurve` with (frames[i], values[i]) in one bulk write (keyframe_insert
+    per key is ~100x slower for 53 channels x thousands of frames)."""
+    n = len(frames)
+    kp = fcurve.keyframe_points
+    if len(kp):
+        kp.clear()
+    kp.add(n)
+    co = [0.0] * (2 * n)
+    co[0::2] = [float(f) for f in frames]
+    co[1::2] = [float(v) for v in values]
+    kp.foreach_set("co", co)
+    kp.foreach_set("interpolation", [_INTERPOLATION[interpolation]] * n)
+    # Handles follow the points ('AUTO_CLAMPED' default); update() recomputes them and sorts.
+    fcurve.update()
+
+
+def copy_action(action):
+    """A full copy (slots, layers, channelbags on 4.4+; plain F-curves before)."""
+    return action.copy()

@@ -13,7 +13,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from . import compat
+from . import animation, compat
 from .tables import control_map
 
 SCHEMA = "faceforge.result"
@@ -498,11 +498,19 @@ def _build(context, created, bundle, doc, subject, verts_cm, uvs, sizes, fv, ft,
     for i, view in enumerate(doc.get("views", [])):
         cams.append(_make_camera(created, coll, bundle, subject, i, view, rig))
     coll["faceforge_rig"] = rig  # ID pointers, not names: renaming objects keeps the links intact
+    anim = None
+    if doc.get("animation"):
+        anim = animation.import_animation(created, coll, bundle, doc, rig, names, scene)
+        coll["faceforge_video_camera"] = anim["camera"]
     if cams and apply_view_index is not None and 0 <= apply_view_index < len(cams):
         apply_view(rig, cams[apply_view_index], scene)
+    if anim is not None:
+        # A video result opens on its first frame, seen through the video camera.
+        apply_view(rig, anim["camera"], scene)
+        scene.frame_set(anim["frame_start"])
     context.view_layer.update()
     return {"collection": coll, "head": pieces.get(""), "eyes": [pieces[s] for s in ("L", "R") if s in pieces],
-            "rig": rig, "cameras": cams}
+            "rig": rig, "cameras": cams, "animation": anim}
 
 
 def _add_shape_keys(obj, verts_cm, deltas_cm, names):

@@ -1,11 +1,12 @@
-"""Operators: photo list, Reconstruct (modal), Cancel, Import result, view expressions, backend check."""
+"""Operators: photo list / video, Reconstruct (modal), Cancel, Import result, view expressions, backend
+check, expression transfer, Live Link Face CSV import / export, glTF export."""
 from pathlib import Path
 
 import bpy
-from bpy.props import CollectionProperty, IntProperty, StringProperty
-from bpy_extras.io_utils import ImportHelper
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, IntProperty, StringProperty
+from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import compat, importer, jobs
+from . import animation, compat, importer, jobs, transfer
 from .client import BackendError, check_backend
 from .props import ADDON_ID, resolve_backend
 
@@ -68,6 +69,33 @@ def _add_photos(settings, paths) -> int:
             n += 1
     settings.active_photo = len(settings.photos) - 1
     return n
+
+
+VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm"}  # backend.images.VIDEO_EXTENSIONS
+
+
+class FACEFORGE_OT_video_choose(bpy.types.Operator, ImportHelper):
+    """Reconstruct from a video instead of photos (replaces the photo list; the backend tracks every
+    frame and the result imports as an animated head)"""
+
+    bl_idname = "faceforge.video_choose"
+    bl_label = "Choose Video"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filter_glob: StringProperty(default=";".join("*" + e for e in sorted(VIDEO_EXTS)), options={"HIDDEN"})
+
+    def execute(self, context):
+        path = Path(bpy.path.abspath(self.filepath))
+        if path.suffix.lower() not in VIDEO_EXTS or not path.is_file():
+            self.report({"ERROR"}, f"{path}: not a video file ({', '.join(sorted(VIDEO_EXTS))})")
+            return {"CANCELLED"}
+        s = context.scene.faceforge
+        # The client sends the list as the job's inputs; a video is one input on its own.
+        s.photos.clear()
+        s.photos.add().filepath = str(path)
+        s.active_photo = 0
+        self.report({"INFO"}, f"Video: {path.name}")
+        return {"FINISHED"}
 
 
 class FACEFORGE_OT_photo_remove(bpy.types.Operator):
@@ -219,6 +247,8 @@ class FACEFORGE_OT_import_result(bpy.types.Operator, ImportHelper):
         except importer.BundleError as e:
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
+        for w in (out.get("animation") or {}).get("warnings", []):
+            self.report({"WARNING"}, w)
         self.report({"INFO"}, f"Imported {out['collection'].name}")
         return {"FINISHED"}
 
@@ -301,24 +331,174 @@ class FACEFORGE_OT_check_backend(bpy.types.Operator):
         return {"CANCELLED"}
 
 
+def _object(name):
+    return bpy.data.objects.get(name) if name else None
+
+
+def _report_transfer(op, result):
+    op.report({"INFO"}, "FaceForge transfer: " + transfer.summary(result))
+    if result["unmatched"]:
+        print("FaceForge transfer: unmatched target names:", ", ".join(result["unmatched"]))
+    print("FaceForge transfer: matched", ", ".join(f"{k} <- {v}" for k, v in result["matched"].items()))
+
+
+class FACEFORGE_OT_transfer_expression(bpy.types.Operator):
+    """Copy expression weights (one view, or the animation) from a FaceForge head or a Live Link Face CSV
+    onto another FaceForge head or any mesh with ARKit-named shape keys"""
+
+    bl_idname = "faceforge.transfer_expression"
+    bl_label = "Transfer Expression"
+    bl_options = {"REGISTER", "UNDO"}
+
+    source_type: EnumProperty(name="From", items=[("HEAD", "FaceForge head", "A reconstructed head"),
+                                                  ("CSV", "Live Link CSV", "A Live Link Face CSV take")],
+                              default="HEAD")
+    source: StringProperty(name="Source", default="", options={"SKIP_SAVE"},
+                           description="Object of the source head (empty: panel setting)")
+    filepath: StringProperty(name="CSV", subtype="FILE_PATH", default="", options={"SKIP_SAVE"})
+    mode: EnumProperty(name="What", items=[("ACTION", "Animation", "Every keyed frame"),
+                                           ("VIEW", "View", "The expression fitted to one photo")], default="ACTION")
+    view_index: IntProperty(name="View", default=0, min=0)
+    target: StringProperty(name="Target", default="", options={"SKIP_SAVE"},
+                           description="Target object (empty: panel setting, else the active object)")
+    include_head: BoolProperty(name="Head motion", default=True,
+                               description="Also copy the head motion when both are FaceForge heads")
+    use_panel: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"},
+                            description="Fill empty arguments from the panel's settings")
+
+    def execute(self, context):
+        s = context.scene.faceforge
+        panel = self.use_panel and not (self.source or self.filepath or self.target)
+        source_type = s.transfer_source_type if panel else self.source_type
+        mode = s.transfer_mode if panel else self.mode
+        view = s.transfer_view if panel else self.view_index
+        target = _object(self.target) or (s.transfer_target if panel else None) or context.active_object
+        try:
+            if source_type == "CSV":
+                path = bpy.path.abspath(self.filepath or (s.transfer_csv if panel else ""))
+                if not path:
+                    raise transfer.TransferError("choose a Live Link Face CSV file")
+                src = transfer.source_from_csv(path, context.scene)
+            else:
+                obj = _object(self.source) or (s.transfer_source if panel else None)
+                if obj is None:
+                    raise transfer.TransferError("choose a source head")
+                src = transfer.source_from_head(obj, mode, view, context.scene)
+            if target is None:
+                raise transfer.TransferError("choose a target object")
+            if source_type == "HEAD" and importer.find_rig(target) is not None and \
+                    importer.find_rig(target) == importer.find_rig(obj):
+                raise transfer.TransferError("source and target are the same head")
+            result = transfer.transfer(src, target, context.scene, include_head=self.include_head)
+        except transfer.TransferError as e:
+            self.report({"ERROR"}, f"FaceForge transfer: {e}")
+            return {"CANCELLED"}
+        _report_transfer(self, result)
+        return {"FINISHED"}
+
+
+class FACEFORGE_OT_import_livelink_csv(bpy.types.Operator, ImportHelper):
+    """Key a Live Link Face CSV take onto the active object (a FaceForge head or a mesh with ARKit shape keys)"""
+
+    bl_idname = "faceforge.import_livelink_csv"
+    bl_label = "Import Live Link Face CSV"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filename_ext = ".csv"
+    filter_glob: StringProperty(default="*.csv", options={"HIDDEN"})
+    target: StringProperty(default="", options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None
+
+    def execute(self, context):
+        target = _object(self.target) or context.active_object
+        if target is None:
+            self.report({"ERROR"}, "select the object to animate")
+            return {"CANCELLED"}
+        try:
+            src = transfer.source_from_csv(bpy.path.abspath(self.filepath), context.scene)
+            result = transfer.transfer(src, target, context.scene)
+        except transfer.TransferError as e:
+            self.report({"ERROR"}, f"FaceForge: {e}")
+            return {"CANCELLED"}
+        _report_transfer(self, result)
+        return {"FINISHED"}
+
+
+class FACEFORGE_OT_export_livelink_csv(bpy.types.Operator, ExportHelper):
+    """Write the head's expression animation (or its current expression) as a Live Link Face CSV"""
+
+    bl_idname = "faceforge.export_livelink_csv"
+    bl_label = "Export Live Link Face CSV"
+
+    filename_ext = ".csv"
+    filter_glob: StringProperty(default="*.csv", options={"HIDDEN"})
+    rig: StringProperty(default="", options={"HIDDEN"})
+
+    def execute(self, context):
+        rig = _rig_from_context(context, self.rig)
+        if rig is None:
+            self.report({"ERROR"}, "select an object of a FaceForge import")
+            return {"CANCELLED"}
+        try:
+            n = animation.export_csv(rig, bpy.path.abspath(self.filepath), context.scene)
+        except OSError as e:
+            self.report({"ERROR"}, f"{self.filepath}: cannot write ({e.strerror or e})")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Wrote {n} frame(s) to {Path(self.filepath).name}")
+        return {"FINISHED"}
+
+
+class FACEFORGE_OT_export_glb(bpy.types.Operator, ExportHelper):
+    """Export the scene as binary glTF: ARKit-named morph targets, skin, cameras and the animation
+    (driven shape keys baked for the export)"""
+
+    bl_idname = "faceforge.export_glb"
+    bl_label = "Export glTF (.glb)"
+
+    filename_ext = ".glb"
+    filter_glob: StringProperty(default="*.glb", options={"HIDDEN"})
+    animations: BoolProperty(name="Animation", default=True)
+
+    def execute(self, context):
+        try:
+            animation.export_glb(bpy.path.abspath(self.filepath), context.scene, animations=self.animations)
+        except RuntimeError as e:
+            self.report({"ERROR"}, f"glTF export failed: {str(e).strip().splitlines()[-1]}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Wrote {Path(self.filepath).name}")
+        return {"FINISHED"}
+
+
 def menu_import(self, context):
     self.layout.operator(FACEFORGE_OT_import_result.bl_idname, text="Face reconstruction result (.json)")
+    self.layout.operator(FACEFORGE_OT_import_livelink_csv.bl_idname, text="Live Link Face CSV (.csv)")
 
 
-classes = (FACEFORGE_OT_photo_add, FACEFORGE_OT_photo_add_folder, FACEFORGE_OT_photo_remove,
-           FACEFORGE_OT_photo_clear, FACEFORGE_OT_reconstruct, FACEFORGE_OT_cancel, FACEFORGE_OT_import_result,
-           FACEFORGE_OT_apply_view, FACEFORGE_OT_reset_expression, FACEFORGE_OT_check_backend)
+def menu_export(self, context):
+    self.layout.operator(FACEFORGE_OT_export_livelink_csv.bl_idname, text="Live Link Face CSV (.csv)")
+
+
+classes = (FACEFORGE_OT_photo_add, FACEFORGE_OT_photo_add_folder, FACEFORGE_OT_video_choose,
+           FACEFORGE_OT_photo_remove, FACEFORGE_OT_photo_clear, FACEFORGE_OT_reconstruct, FACEFORGE_OT_cancel,
+           FACEFORGE_OT_import_result, FACEFORGE_OT_apply_view, FACEFORGE_OT_reset_expression,
+           FACEFORGE_OT_check_backend, FACEFORGE_OT_transfer_expression, FACEFORGE_OT_import_livelink_csv,
+           FACEFORGE_OT_export_livelink_csv, FACEFORGE_OT_export_glb)
 
 
 def register():
     for c in classes:
         bpy.utils.register_class(c)
     bpy.types.TOPBAR_MT_file_import.append(menu_import)
+    bpy.types.TOPBAR_MT_file_export.append(menu_export)
 
 
 def unregister():
     jobs.abort_active()
     bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+    bpy.types.TOPBAR_MT_file_export.remove(menu_export)
     for c in reversed(classes):
         bpy.utils.unregister_class(c)
 

@@ -36,6 +36,22 @@ class FACEFORGE_PG_settings(bpy.types.PropertyGroup):
         description="Where the result bundle is written; empty: a new temporary folder (images are then "
                     "packed into the .blend)")
     subject: StringProperty(name="Name", default="", description="Collection name; empty: from the photos")
+    # Expression transfer (operators.FACEFORGE_OT_transfer_expression reads these from the panel).
+    transfer_source_type: EnumProperty(
+        name="From", default="HEAD",
+        items=[("HEAD", "FaceForge head", "A reconstructed head (a view or its video animation)"),
+               ("CSV", "Live Link CSV", "A Live Link Face CSV take")])
+    transfer_source: PointerProperty(name="Source", type=bpy.types.Object,
+                                     description="Any object of the source FaceForge import")
+    transfer_csv: StringProperty(name="CSV", subtype="FILE_PATH", default="")
+    transfer_mode: EnumProperty(
+        name="What", default="ACTION",
+        items=[("ACTION", "Animation", "Every keyed frame of the source's animation"),
+               ("VIEW", "View", "The expression fitted to one photo")])
+    transfer_view: IntProperty(name="View", default=0, min=0)
+    transfer_target: PointerProperty(name="Target", type=bpy.types.Object,
+                                     description="A FaceForge head or any mesh with ARKit-named shape keys "
+                                                 "(empty: the active object)")
     # Live job state (written by the running job, read by the panel).
     running: BoolProperty(default=False, options={"SKIP_SAVE"})
     progress: FloatProperty(default=0.0, min=0.0, max=1.0, options={"SKIP_SAVE"})

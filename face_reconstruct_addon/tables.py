@@ -38,3 +38,25 @@ def control_map(shape_names: list[str]) -> tuple[list[str], dict[str, list[str]]
         base = re.sub(r"(Left|Right)$", "", n)
         drivers[n] = [n] + ([base] if base != n and base in extras else [])
     return props, drivers
+
+
+def match_key(name: str) -> str:
+    """Name-matching key for expression names from other tools: case and separators are ignored
+    ('jawOpen', 'JawOpen', 'jaw_open', 'Jaw Open' all give 'jawopen'), and a side letter after a
+    separator ('eyeBlink_L', 'eyeBlink.R', ICT's own style) means Left/Right."""
+    m = re.match(r"^(.*?)[\s_.\-]+([LlRr])$", name)
+    if m:
+        name = m.group(1) + ("left" if m.group(2) in "Ll" else "right")
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def name_candidates(name: str) -> list[str]:
+    """Keys to try for a target name: the whole name, then without a namespace prefix
+    ('blendShape1.jawOpen', 'ARKit:jawOpen', as Maya/FBX exports write them)."""
+    keys = [match_key(name)]
+    for sep in (":", "."):
+        if sep in name:
+            tail = name.rsplit(sep, 1)[1]
+            if len(tail) > 1:  # 'eyeBlink.L' is a side suffix, not a namespace
+                keys.append(match_key(tail))
+    return list(dict.fromkeys(keys))

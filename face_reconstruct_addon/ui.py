@@ -4,11 +4,14 @@ from __future__ import annotations
 import bpy
 
 from . import compat, importer, jobs
+from .operators import VIDEO_EXTS
 
 
 class FACEFORGE_UL_photos(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
-        layout.label(text=bpy.path.basename(item.filepath) or "(empty)", icon="IMAGE_DATA")
+        name = bpy.path.basename(item.filepath)
+        is_video = any(name.lower().endswith(e) for e in VIDEO_EXTS)
+        layout.label(text=name or "(empty)", icon="FILE_MOVIE" if is_video else "IMAGE_DATA")
 
 
 class FACEFORGE_PT_reconstruct(bpy.types.Panel):
@@ -29,6 +32,7 @@ class FACEFORGE_PT_reconstruct(bpy.types.Panel):
         col.operator("faceforge.photo_add", icon="ADD", text="")
         col.operator("faceforge.photo_remove", icon="REMOVE", text="")
         col.operator("faceforge.photo_add_folder", icon="FILE_FOLDER", text="")
+        col.operator("faceforge.video_choose", icon="FILE_MOVIE", text="")
         col.operator("faceforge.photo_clear", icon="X", text="")
 
         col = layout.column()
@@ -76,9 +80,49 @@ class FACEFORGE_PT_views(bpy.types.Panel):
             if err is not None:
                 row.label(text=f"{err:.1f} px")
         layout.operator("faceforge.reset_expression").rig = rig.name
+        info = rig.get("faceforge_animation")
+        if info:
+            layout.label(text=f"Video: frames {info['frame_start']}-{info['frame_end']} at "
+                              f"{info['video_fps']:.3g} fps", icon="FILE_MOVIE")
 
 
-classes = (FACEFORGE_UL_photos, FACEFORGE_PT_reconstruct, FACEFORGE_PT_views)
+class FACEFORGE_PT_transfer(bpy.types.Panel):
+    bl_label = "Expression Transfer & Export"
+    bl_idname = "FACEFORGE_PT_transfer"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Face"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        s = context.scene.faceforge
+        layout = self.layout
+        col = layout.column()
+        col.prop(s, "transfer_source_type")
+        if s.transfer_source_type == "CSV":
+            col.prop(s, "transfer_csv")
+        else:
+            col.prop(s, "transfer_source")
+            row = col.row(align=True)
+            row.prop(s, "transfer_mode", expand=True)
+            if s.transfer_mode == "VIEW":
+                col.prop(s, "transfer_view")
+        col.prop(s, "transfer_target")
+        if s.transfer_target is None and context.active_object is not None:
+            col.label(text=f"Target: {context.active_object.name} (active)", icon="INFO")
+        layout.operator("faceforge.transfer_expression", icon="FORWARD")
+        rig = importer.find_rig(context.active_object)
+        row = layout.row(align=True)
+        sub = row.row(align=True)
+        sub.enabled = rig is not None
+        op = sub.operator("faceforge.export_livelink_csv", text="Export CSV", icon="EXPORT")
+        if rig is not None:
+            op.rig = rig.name
+        row.operator("faceforge.export_glb", text="Export glTF", icon="EXPORT")
+        layout.operator("faceforge.import_livelink_csv", text="Import CSV onto Active", icon="IMPORT")
+
+
+classes = (FACEFORGE_UL_photos, FACEFORGE_PT_reconstruct, FACEFORGE_PT_views, FACEFORGE_PT_transfer)
 
 
 def register():

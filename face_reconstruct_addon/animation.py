@@ -1,0 +1,461 @@
+"""Video results in Blender: the bundle's `animation` section -> an Action on the face rig, a video
+camera; and the way back out: per-frame weights and head motion sampled from a rig, Live Link Face
+CSV export, glTF export with the driven shape keys baked.
+
+Frame mapping: tracked frame k (source-video frame `frame[k]`) is scene frame `1 + frame[k]` at the
+*video's* rate, so the video clip in the camera background (clip frame f at scene frame f) lines up
+with the keys for any frame_step; between keys the F-curves interpolate linearly.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+
+import bpy
+import numpy as np
+from mathutils import Matrix, Quaternion
+
+from . import compat
+from .tables import control_map
+
+HEAD_BONE = "head"
+ACTION_GROUP_EXPR = "Expression"
+# ARKit eyeLook* at 1.0 (same scale the eye-bone drivers use, importer.EYE_YAW_RAD / EYE_PITCH_RAD).
+EYE_YAW_RAD, EYE_PITCH_RAD = 0.52, 0.44
+
+
+class AnimationError(Exception):
+    """A problem with a bundle's animation or a rig's animation; one line for the user."""
+
+
+# -- bundle -> Blender ---------------------------------------------------------------------------
+def load_animation(bundle: Path, doc: dict, names: list[str]) -> dict:
+    """The `animation` section with its arrays, checked against the bundle's 53 expression names."""
+    anim = dict(doc["animation"])
+    path = bundle / anim.get("file", "animation.npz")
+    if not path.is_file():
+        raise AnimationError(f"{path}: animation file is missing")
+    try:
+        with np.load(path) as d:
+            arr = {k: d[k] for k in d.files}
+    except Exception as e:  # damaged zip / pickle refusal
+        raise AnimationError(f"{path}: unreadable ({e.__class__.__name__}: {e})") from e
+    for k in ("expression", "R", "t"):
+        if k not in arr:
+            raise AnimationError(f"{path}: no '{k}' array")
+    n = len(arr["expression"])
+    if n == 0:
+        raise AnimationError(f"{path}: no frames")
+    if arr["expression"].shape != (n, len(names)):
+        raise AnimationError(f"{path}: expression is {arr['expression'].shape}, expected ({n}, {len(names)})")
+    if arr["R"].shape != (n, 3, 3) or arr["t"].shape != (n, 3):
+        raise AnimationError(f"{path}: R / t shapes {arr['R'].shape} / {arr['t'].shape} do not match {n} frames")
+    frame = np.asarray(arr.get("frame", np.arange(n)), np.int64)
+    if len(frame) != n or (np.diff(frame) <= 0).any():
+        raise AnimationError(f"{path}: 'frame' must be {n} increasing video frame numbers")
+    ref = int(anim.get("reference_frame", 0))
+    if not 0 <= ref < n:
+        raise AnimationError(f"{path}: reference_frame {ref} is outside 0..{n - 1}")
+    anim.update(expression=arr["expression"].astype(np.float64), R=arr["R"].astype(np.float64),
+                t=arr["t"].astype(np.float64), frame=frame, reference_frame=ref, path=path)
+    return anim
+
+
+def set_scene_rate(scene, fps: float) -> None:
+    """Scene rate = fps exactly, also for NTSC rates (29.97 -> fps 30, base 1.001)."""
+    nominal = max(1, int(round(fps)))
+    scene.render.fps = nominal
+    scene.render.fps_base = nominal / float(fps)
+
+
+def head_motion(R_ref, t_ref, R_k, t_k) -> Matrix:
+    """Rigid motion of frame k in Blender space: model X -> R_ref^T (R_k X + t_k - t_ref) (cm, model
+    axes, docs/result-bundle.md), conjugated by the model->Blender axis change and scaled to metres."""
+    from .importer import AXIS, SCALE
+
+    rot = AXIS @ R_ref.T @ R_k @ AXIS.T
+    loc = AXIS @ (R_ref.T @ (t_k - t_ref)) * SCALE
+    m = np.eye(4)
+    m[:3, :3] = rot
+    m[:3, 3] = loc
+    return Matrix(m.tolist())
+
+
+def _bone_rest(rig, bone: str) -> Matrix:
+    """Armature-space matrix of a pose bone when it has no pose of its own (its parents' current pose
+    applied), i.e. what `pose_bone.matrix` would be with an identity matrix_basis."""
+    pb = rig.pose.bones[bone]
+    b = pb.bone
+    if b.parent is None:
+        return b.matrix_local.copy()
+    return pb.parent.matrix @ b.parent.matrix_local.inverted() @ b.matrix_local
+
+
+def motion_to_basis(rig, motion: Matrix, bone: str = HEAD_BONE) -> Matrix:
+    """matrix_basis that moves `bone` (and everything skinned to it) by `motion` (armature space):
+    pose matrix = motion @ rest  =>  basis = rest^-1 @ motion @ rest with rest from _bone_rest."""
+    rest = _bone_rest(rig, bone)
+    return rest.inverted() @ motion @ rest
+
+
+def basis_to_motion(rig, basis: Matrix, bone: str = HEAD_BONE) -> Matrix:
+    rest = _bone_rest(rig, bone)
+    return rest @ basis @ rest.inverted()
+
+
+def key_head_motion(rig, action, slot, frames, motions, bone: str = HEAD_BONE) -> None:
+    """Key `bone` (location + quaternion) so that at frames[i] it has moved by motions[i]."""
+    pb = rig.pose.bones[bone]
+    pb.rotation_mode = "QUATERNION"
+    locs, quats, prev = [], [], None
+    for m in motions:
+        loc, q, _ = motion_to_basis(rig, m, bone).decompose()
+        if prev is not None and prev.dot(q) < 0:  # keep neighbouring quaternions on one hemisphere
+            q.negate()
+        prev = q
+        locs.append(loc)
+        quats.append(q)
+    base = f'pose.bones["{bone}"]'
+    for i in range(3):
+        compat.set_keys(compat.new_fcurve(action, slot, f"{base}.location", i, bone), frames, [v[i] for v in locs])
+    for i in range(4):
+        compat.set_keys(compat.new_fcurve(action, slot, f"{base}.rotation_quaternion", i, bone), frames,
+                        [q[i] for q in quats])
+
+
+def import_animation(created, coll, bundle: Path, doc: dict, rig, names: list[str], scene) -> dict:
+    """Keys the rig (expression controls + head bone) and makes the video camera; returns
+    {"action", "camera", "frame_start", "frame_end", "fps", "warnings"}."""
+    from .importer import BundleError
+
+    try:
+        anim = load_animation(bundle, doc, names)
+    except AnimationError as e:
+        raise BundleError(str(e)) from e
+    expr, R, t, frame, ref = anim["expression"], anim["R"], anim["t"], anim["frame"], anim["reference_frame"]
+    video_fps = float(anim.get("video_fps") or 0) or float(anim.get("fps") or 30.0) * int(anim.get("frame_step") or 1)
+    frames = (1 + frame).astype(np.float64)
+    warnings = []
+
+    action = created.add(bpy.data.actions, bpy.data.actions.new(f"{rig.name}_video"))
+    slot = compat.assign_action(rig, action)
+    # Every control is keyed, those without a column (ARKit's combined browInnerUp / cheekPuff,
+    # tongueOut) at 0, so an expression applied from a photo view cannot leak into the animation.
+    controls, _ = control_map(names)
+    for p in controls:
+        vals = expr[:, names.index(p)] if p in names else np.zeros(len(frames))
+        fc = compat.new_fcurve(action, slot, f'["{p}"]', 0, ACTION_GROUP_EXPR)
+        compat.set_keys(fc, frames, np.clip(vals, 0.0, 1.0))
+
+    key_head_motion(rig, action, slot, frames, [head_motion(R[ref], t[ref], R[k], t[k]) for k in range(len(frames))])
+
+    set_scene_rate(scene, video_fps)
+    scene.frame_start, scene.frame_end = int(frames[0]), int(frames[-1])
+    scene.frame_current = int(frames[0])
+    cam = _make_video_camera(created, coll, rig, anim, R[ref], t[ref], warnings)
+    rig["faceforge_animation"] = {
+        "fps": float(anim.get("fps") or video_fps), "video_fps": video_fps,
+        "frame_step": int(anim.get("frame_step") or 1), "n_frames": int(len(frames)),
+        "frame_start": int(frames[0]), "frame_end": int(frames[-1]), "reference_frame": int(ref),
+        "source_path": str(anim.get("source_path", "")),
+    }
+    for w in warnings:
+        print(f"FaceForge: {w}")
+    return {"action": action, "camera": cam, "frame_start": int(frames[0]), "frame_end": int(frames[-1]),
+            "fps": video_fps, "warnings": warnings}
+
+
+def _make_video_camera(created, coll, rig, anim, R_ref, t_ref, warnings):
+    from .importer import SCALE, camera_intrinsics, camera_matrix_world
+
+    cam = anim.get("camera") or {}
+    w, h = int(anim.get("width") or 0), int(anim.get("height") or 0)
+    name = f"{coll.name}_cam_video"
+    data = created.add(bpy.data.cameras, bpy.data.cameras.new(name))
+    if cam and w and h:
+        camera_intrinsics(data, cam, w, h)
+    dist = float(np.linalg.norm(t_ref)) * SCALE
+    data.clip_start = max(0.001, dist * 0.05)
+    data.clip_end = max(10.0, dist * 20)
+    obj = created.add(bpy.data.objects, bpy.data.objects.new(name, data))
+    coll.objects.link(obj)
+    obj.matrix_world = camera_matrix_world(R_ref, t_ref)
+    # Not "faceforge_rig": that marks photo-view cameras (importer.view_cameras / apply_view).
+    obj["faceforge_video_rig"] = rig
+    obj["faceforge_size"] = [w, h]
+    src = str(anim.get("source_path") or "")
+    obj["faceforge_video"] = src
+    clip = None
+    if not src or not Path(src).is_file():
+        warnings.append(f"{src or '(no path)'}: video not found; the video camera has no background")
+    else:
+        try:
+            clip = created.add(bpy.data.movieclips, bpy.data.movieclips.load(src, check_existing=False))
+        except RuntimeError as e:
+            warnings.append(f"{src}: cannot open the video ({str(e).strip().splitlines()[-1]}); "
+                            "the video camera has no background")
+    if clip is not None:
+        clip.frame_start = 1  # clip frame f (1-based) = source frame f-1 = scene frame f, see module doc
+        bg = data.background_images.new()
+        bg.source = "MOVIE_CLIP"
+        bg.clip = clip
+        bg.use_camera_clip = False
+        bg.frame_method = "STRETCH"
+        bg.alpha = 1.0
+        data.show_background_images = True
+    return obj
+
+
+def video_camera(rig):
+    return next((o for o in bpy.data.objects if o.type == "CAMERA" and o.get("faceforge_video_rig") == rig), None)
+
+
+# -- rig -> per-frame data -------------------------------------------------------------------------
+def shapes_from_controls(controls: list[str]) -> list[str]:
+    """The rig's shape names: controls = shapes + ARKit extras (tables.control_map), so the shortest
+    prefix that reproduces the control list is the shape list."""
+    for k in range(len(controls) + 1):
+        if control_map(controls[:k])[0] == list(controls):
+            return list(controls[:k])
+    return list(controls)
+
+
+def rig_controls(rig) -> list[str]:
+    return [str(p) for p in rig.get("faceforge_controls", [])]
+
+
+def _fcurve_map(id_data) -> dict:
+    return {(fc.data_path, fc.array_index): fc for fc in compat.id_fcurves(id_data)}
+
+
+def rig_key_frames(rig) -> list[float]:
+    """Frames where the rig's expression controls are keyed (sorted, unique)."""
+    fcs = _fcurve_map(rig)
+    frames = set()
+    for p in rig_controls(rig):
+        fc = fcs.get((f'["{p}"]', 0))
+        if fc is not None:
+            n = len(fc.keyframe_points)
+            co = [0.0] * (2 * n)
+            fc.keyframe_points.foreach_get("co", co)
+            frames.update(co[0::2])
+    return sorted(frames)
+
+
+def rig_controls_at(rig, frames) -> dict[str, np.ndarray]:
+    """Each control's value at each frame: its F-curve where keyed, else its current value."""
+    fcs = _fcurve_map(rig)
+    out = {}
+    for p in rig_controls(rig):
+        fc = fcs.get((f'["{p}"]', 0))
+        if fc is None:
+            out[p] = np.full(len(frames), float(rig.get(p, 0.0)))
+        else:
+            out[p] = np.array([fc.evaluate(f) for f in frames], np.float64)
+    return out
+
+
+def effective_weights(controls: list[str], values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-shape weights the drivers produce (a half's own control + the combined ARKit control), plus
+    the standard ARKit names ICT splits (browInnerUp = mean of its effective halves) and tongueOut."""
+    shapes = shapes_from_controls(controls)
+    _, drivers = control_map(shapes)
+    out = {s: sum(values[p] for p in drivers[s]) for s in shapes}
+    for extra in controls[len(shapes):]:
+        halves = [out[extra + side] for side in ("Left", "Right") if extra + side in out]
+        out[extra] = sum(halves) / len(halves) if halves else values[extra]
+    return out
+
+
+def head_motion_at(rig, frames, bone: str = HEAD_BONE) -> list[Matrix] | None:
+    """The head bone's motion (armature space, see motion_to_basis) at each frame from its F-curves;
+    None when the bone is not animated."""
+    pb = rig.pose.bones.get(bone)
+    if pb is None:
+        return None
+    fcs = _fcurve_map(rig)
+    base = f'pose.bones["{bone}"]'
+    loc_fc = [fcs.get((f"{base}.location", i)) for i in range(3)]
+    if pb.rotation_mode == "QUATERNION":
+        rot_fc = [fcs.get((f"{base}.rotation_quaternion", i)) for i in range(4)]
+        rot_now = list(pb.rotation_quaternion)
+    elif pb.rotation_mode == "AXIS_ANGLE":
+        return None
+    else:
+        rot_fc = [fcs.get((f"{base}.rotation_euler", i)) for i in range(3)]
+        rot_now = list(pb.rotation_euler)
+    if not any(loc_fc) and not any(rot_fc):
+        return None
+    out = []
+    for f in frames:
+        loc = [fc.evaluate(f) if fc else float(pb.location[i]) for i, fc in enumerate(loc_fc)]
+        rot = [fc.evaluate(f) if fc else rot_now[i] for i, fc in enumerate(rot_fc)]
+        if pb.rotation_mode == "QUATERNION":
+            r = Quaternion(rot).normalized().to_matrix().to_4x4()
+        else:
+            from mathutils import Euler
+
+            r = Euler(rot, pb.rotation_mode).to_matrix().to_4x4()
+        basis = Matrix.Translation(loc) @ r
+        out.append(basis_to_motion(rig, basis, bone))
+    return out
+
+
+def head_angles(motion: Matrix) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in radians of a head motion in model axes (+Y up, +Z out of the face, +X the
+    subject's left), R = Ry(yaw) Rx(pitch) Rz(roll): yaw > 0 turns the face towards the subject's left,
+    pitch > 0 tilts it down, roll > 0 lifts the subject's left side. Live Link Face's own sign
+    conventions are undocumented; these are ours."""
+    from .importer import AXIS
+
+    r = np.array(motion.to_3x3())
+    rm = AXIS.T @ r @ AXIS
+    pitch = math.asin(max(-1.0, min(1.0, -rm[1, 2])))
+    yaw = math.atan2(rm[0, 2], rm[2, 2])
+    roll = math.atan2(rm[1, 0], rm[1, 1])
+    return yaw, pitch, roll
+
+
+def livelink_columns(rig, frames) -> tuple[dict, dict]:
+    """(shapes, angles) columns for livelink_csv.write: the 52 ARKit weights and head / eye angles."""
+    from .tables import ARKIT_52
+
+    controls = rig_controls(rig)
+    eff = effective_weights(controls, rig_controls_at(rig, frames))
+    n = len(frames)
+    shapes = {a: np.clip(eff.get(a, np.zeros(n)), 0.0, 1.0) for a in ARKIT_52}
+    angles = {}
+    motions = head_motion_at(rig, frames)
+    if motions is not None:
+        ypr = np.array([head_angles(m) for m in motions])
+        angles.update(HeadYaw=ypr[:, 0], HeadPitch=ypr[:, 1], HeadRoll=ypr[:, 2])
+    # Same mapping as the eye-bone drivers: yaw > 0 looks towards the subject's left, pitch > 0 up.
+    z = np.zeros(n)
+    g = lambda k: eff.get(k, z)  # noqa: E731
+    angles["LeftEyeYaw"] = (g("eyeLookOutLeft") - g("eyeLookInLeft")) * EYE_YAW_RAD
+    angles["RightEyeYaw"] = (g("eyeLookInRight") - g("eyeLookOutRight")) * EYE_YAW_RAD
+    angles["LeftEyePitch"] = (g("eyeLookUpLeft") - g("eyeLookDownLeft")) * EYE_PITCH_RAD
+    angles["RightEyePitch"] = (g("eyeLookUpRight") - g("eyeLookDownRight")) * EYE_PITCH_RAD
+    return shapes, angles
+
+
+def scene_fps(scene) -> float:
+    return scene.render.fps / scene.render.fps_base
+
+
+def export_csv(rig, filepath, scene=None, frame_range: tuple[int, int] | None = None) -> int:
+    """Write the rig's expression (and head motion) as a Live Link Face CSV, one row per scene frame
+    (sampled from the F-curves, so a video tracked every n-th frame still gives every frame). Without
+    animation, one row with the current expression. Returns the number of rows."""
+    from . import livelink_csv
+
+    scene = scene or bpy.context.scene
+    keyed = rig_key_frames(rig)
+    if frame_range is not None:
+        a, b = frame_range
+    elif keyed:
+        a, b = int(math.floor(keyed[0])), int(math.ceil(keyed[-1]))
+    else:
+        a = b = scene.frame_current
+    frames = list(range(a, b + 1))
+    fps = scene_fps(scene)
+    shapes, angles = livelink_columns(rig, frames)
+    livelink_csv.write(filepath, [(f - a) / fps for f in frames], {k: list(v) for k, v in shapes.items()},
+                       {k: list(v) for k, v in angles.items()}, rate=fps)
+    return len(frames)
+
+
+# -- glTF -----------------------------------------------------------------------------------------
+def _driven_meshes(rig):
+    """Meshes whose shape keys are driven by this rig's controls: [(object, {shape: [props]})]."""
+    out = []
+    for obj in bpy.data.objects:
+        key = obj.data.shape_keys if obj.type == "MESH" else None
+        ad = key.animation_data if key is not None else None
+        if ad is None or not ad.drivers:
+            continue
+        spec = {}
+        for fc in ad.drivers:
+            if not (fc.data_path.startswith('key_blocks["') and fc.data_path.endswith('"].value')):
+                continue
+            vars_ = list(fc.driver.variables)
+            if fc.driver.type != "SUM" or not vars_ or any(
+                    v.type != "SINGLE_PROP" or v.targets[0].id != rig for v in vars_):
+                continue
+            shape = fc.data_path[len('key_blocks["'):-len('"].value')]
+            spec[shape] = [v.targets[0].data_path[2:-2] for v in vars_]
+        if spec:
+            out.append((obj, spec))
+    return out
+
+
+@contextlib.contextmanager
+def baked_shape_keys(scene=None):
+    """While inside: each animated FaceForge rig's driven shape-key values are keyed per frame on the
+    meshes' Keys and those drivers are removed; everything is put back afterwards.
+
+    Why: a driver is not animation data to a glTF exporter. Blender's own exporter happens to sample
+    shape-key drivers of an armature's children, but not when the rig is left out of the export, and
+    a driver plus a baked action would give two weight channels. On 4.4+ the baked F-curves go into a
+    KEY slot of the rig's own action, so the exporter (merging by action) writes one animation with
+    the head motion and the weights.
+    """
+    from .importer import _add_driver
+
+    scene = scene or bpy.context.scene
+    undo = []
+    try:
+        for rig in [o for o in scene.objects if o.type == "ARMATURE" and "faceforge_controls" in o]:
+            ad = rig.animation_data
+            frames_keyed = rig_key_frames(rig)
+            if ad is None or ad.action is None or not frames_keyed:
+                continue
+            frames = list(range(int(math.floor(frames_keyed[0])), int(math.ceil(frames_keyed[-1])) + 1))
+            values = rig_controls_at(rig, frames)
+            for obj, spec in _driven_meshes(rig):
+                key = obj.data.shape_keys
+                kad = key.animation_data
+                prev = (kad.action, compat.action_slot(key)) if kad is not None else (None, None)
+                if compat.HAS_SLOTS:
+                    action, made = ad.action, False
+                else:  # pragma: no cover - a legacy action animates one ID type only
+                    action, made = bpy.data.actions.new(f"{ad.action.name}_shapekeys"), True
+                slot = compat.assign_action(key, action, slot_name=obj.data.name)
+                fcs = []
+                for shape, props in spec.items():
+                    vals = sum(values.get(p, np.zeros(len(frames))) for p in props)
+                    fc = compat.new_fcurve(action, slot, f'key_blocks["{shape}"].value', 0, "Shape keys")
+                    compat.set_keys(fc, frames, np.clip(vals, 0.0, 1.0))
+                    fcs.append(fc)
+                for fc in list(key.animation_data.drivers):
+                    shape = fc.data_path[len('key_blocks["'):-len('"].value')]
+                    if shape in spec:
+                        key.animation_data.drivers.remove(fc)
+                undo.append((key, rig, spec, action, slot, made, prev))
+        yield
+    finally:
+        for key, rig, spec, action, slot, made, prev in reversed(undo):
+            ad = key.animation_data
+            if prev[0] is not None:
+                compat.assign_action(key, prev[0], slot_name=prev[1].name_display if prev[1] else None)
+            else:
+                ad.action = None
+            if made:  # pragma: no cover - legacy path
+                bpy.data.actions.remove(action)
+            elif slot is not None:
+                for fc in compat.action_fcurves(action, slot):
+                    compat.remove_fcurve(action, slot, fc)
+                action.slots.remove(slot)
+            for shape, props in spec.items():
+                _add_driver(key, shape, rig, props)
+
+
+def export_glb(filepath, scene=None, animations: bool = True) -> None:
+    """glTF binary of the scene: meshes with their ARKit-named morph targets, the skin, cameras and,
+    with `animations`, every action (rig head motion + baked shape-key weights)."""
+    if animations:
+        with baked_shape_keys(scene):
+            compat.export_glb(str(filepath), animations=True)
+    else:
+        compat.export_glb(str(filepath), animations=False)
