@@ -194,6 +194,20 @@ def test_cli_video_end_to_end(model, tmp_path):
     # a still photo slid and zoomed by ~10 %: the head's distance follows, no wild jumps
     assert np.ptp(z["t"][:, 2]) < 0.3 * np.median(z["t"][:, 2])
 
+    # The join of the two halves: this real bundle imported by run.py (bpy module) as a user runs it;
+    # the Live Link CSV it writes holds the tracked weights at the video's frames.
+    from face_reconstruct_addon import livelink_csv
+
+    r = subprocess.run([sys.executable, str(ROOT / "run.py"), "--from-bundle", str(out), "--output",
+                        str(tmp_path / "clip.blend"), "--export-csv", str(tmp_path / "clip.csv")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "clip.blend").stat().st_size > 0
+    take = livelink_csv.read(tmp_path / "clip.csv")
+    assert len(take) == 23  # video frames 0..22, keyed every 2nd, one CSV row per frame
+    ok = z["valid"]
+    np.testing.assert_allclose(np.array(take.values["JawOpen"])[::2][ok], jaw[ok], atol=1e-4)
+
 
 def _cli(args, capsys):
     from backend.__main__ import main
