@@ -89,6 +89,20 @@ def build(model: FaceModel, mp_vertices, mp_triangles, contour_ids, iterations=1
                 ibug68_residual_mm=d68 * 10, fit_identity=ident, fit_expression=expr, similarity=np.r_[s, R.ravel(), t])
 
 
+def rebuild_drift_mm(model: FaceModel, a: dict, b: dict) -> np.ndarray:
+    """Per-point distance (mm) on ICT's neutral face between two MediaPipe->ICT maps (468 mesh points).
+
+    Rebuilds are compared by where the points land, not by triangle ids: a point on a shared edge may
+    be named by either triangle. One point is known to move between numpy builds: 263 (subject's left
+    outer eye corner) sits where the eyelid folds over the socket, so float noise can flip its closest
+    surface by ~3 mm. The stored file (built with numpy 2.x) has it mirror-symmetric with 33 to 0.2 mm;
+    numpy 1.26 puts it 2.9 mm off, so the stored file is kept."""
+    def pos(c):
+        return (model.neutral[c["tri_vertex_ids"][:468]] * c["bary"][:468, :, None]).sum(1)
+
+    return np.linalg.norm(pos(a) - pos(b), axis=1) * 10.0
+
+
 @functools.lru_cache(maxsize=1)
 def load_correspondence(path=None) -> dict:
     path = path or paths.MP_TO_ICT
