@@ -323,7 +323,7 @@ def section_speed(rep, model, ba, quick, results):
     rng = np.random.default_rng(903)
     spec = ba.spec
     nviews = [3] if quick else [1, 3, 8]
-    runs = 1 if quick else 3
+    runs = 1 if quick else 7  # a shared VM's steal time makes single runs wander by +-30 %
     rows, speed = [], {}
     if not quick:  # quick mode runs after the accuracy fits: the model is warm already
         fit_scenes(ba, [scene(rng, model, spec, 1, 1.0)])
@@ -331,10 +331,10 @@ def section_speed(rep, model, ba, quick, results):
         sc = scene(rng, model, spec, n, 1.0)
         _, times = fit_scenes(ba, [sc] * runs)
         speed[n] = float(np.median(times))
-        rows.append([n, speed[n], runs])
+        rows.append([n, speed[n], float(np.min(times)), runs])
     rep(f"Single-job fit (BundleAdjuster.fit_multistart as the pipeline runs it: 4 focal starts batched, then the full fit; B=1, CPU, torch threads = {torch.get_num_threads()}), warm model:")
     rep()
-    rep.table(["views", "fit s (median)", "runs"], rows)
+    rep.table(["views", "fit s (median)", "fit s (fastest)", "runs"], rows)
     if 3 in speed:
         rep(f"- target {TARGETS['speed3']}: {speed[3]:.3f} s -> {ok(speed[3] < 0.5)}")
     rep()
