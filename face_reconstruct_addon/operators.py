@@ -204,7 +204,9 @@ class FACEFORGE_OT_reconstruct(bpy.types.Operator):
             self.report({"INFO"}, f"FaceForge: imported {r.imported['collection'].name}")
             return {"FINISHED"}
         if state == jobs.CANCELLED:
-            self.report({"WARNING"}, "FaceForge: cancelled")
+            kept = not r.temporary and r.output is not None and (r.output / "result.json").is_file()
+            self.report({"WARNING"}, f"FaceForge: cancelled; the earlier result in {r.output} is unchanged"
+                        if kept else "FaceForge: cancelled")
             return {"CANCELLED"}
         self.report({"ERROR"}, f"FaceForge: {r.error}")
         return {"CANCELLED"}

@@ -244,7 +244,7 @@ def test_cancel_keeps_earlier_bundle_and_scene(bpy_clean, tmp_path, earlier_bund
 
     assert pressed, "the job ended before it could be cancelled"
     assert result == {"CANCELLED"}
-    assert op.reports[-1] == ("WARNING", "FaceForge: cancelled")
+    assert op.reports[-1] == ("WARNING", f"FaceForge: cancelled; the earlier result in {out} is unchanged")
     assert s.stage == "Cancelled" and not s.running and s.last_error in ("", "Cancelled")
     assert slowest < MODAL_CALL_MAX_S, f"a modal() call took {slowest:.1f} s"
     assert ctx.workspace.status[-1] is None
