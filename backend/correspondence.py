@@ -93,10 +93,10 @@ def rebuild_drift_mm(model: FaceModel, a: dict, b: dict) -> np.ndarray:
     """Per-point distance (mm) on ICT's neutral face between two MediaPipe->ICT maps (468 mesh points).
 
     Rebuilds are compared by where the points land, not by triangle ids: a point on a shared edge may
-    be named by either triangle. One point is known to move between numpy builds: 263 (subject's left
+    be named by either triangle. One point is known to move between environments: 263 (subject's left
     outer eye corner) sits where the eyelid folds over the socket, so float noise can flip its closest
-    surface by ~3 mm. The stored file (built with numpy 2.x) has it mirror-symmetric with 33 to 0.2 mm;
-    numpy 1.26 puts it 2.9 mm off, so the stored file is kept."""
+    surface by ~3 mm. The stored file (built in an earlier environment) has it mirror-symmetric with 33 to 0.2 mm;
+    a rebuild with the pinned numpy 1.26 puts it 2.9 mm off, so the stored file is kept."""
     def pos(c):
         return (model.neutral[c["tri_vertex_ids"][:468]] * c["bary"][:468, :, None]).sum(1)
 
