@@ -488,11 +488,13 @@ def run(quick=False, out="docs", pipeline=None):
         rep()
         rep("![median face error vs views](bench_error_vs_views.png)")
         doc = outp / "benchmarks.md"
-        # Sections other benchmarks own (python -m backend.bench_video) are kept, not dropped.
+        # The section python -m backend.bench_video owns (the file's last) is kept, not dropped.
+        from .bench_video import SECTION
+
         kept = ""
         if doc.is_file():
             old = doc.read_text()
-            if (i := old.find("\n## Video tracking")) >= 0:
+            if (i := old.find("\n" + SECTION)) >= 0:
                 kept = "\n" + old[i:].strip("\n") + "\n"
         doc.write_text("\n".join(rep.lines) + "\n" + kept)
     results["markdown"] = "\n".join(rep.lines)

@@ -321,7 +321,7 @@ def run(seed=0, n_frames=150, rendered_frames=120, noises=(0.0, 1.0, 2.0), smoot
     t_all = time.perf_counter()
     model = load_face_model()
     spec = landmark_spec("mediapipe478", model)
-    lines = ["## Video tracking", "",
+    lines = [SECTION, "",
              f"Command: `python -m backend.bench_video --out docs` (seed {seed}, device {device}). Machine:", ""]
     lines += machine_info()
     seq = make_sequence(model, seed, n_frames)
@@ -411,10 +411,13 @@ def run(seed=0, n_frames=150, rendered_frames=120, noises=(0.0, 1.0, 2.0), smoot
     return lines
 
 
+SECTION = "## Video tracking"  # python -m backend.bench keeps this section when it rewrites the file
+
+
 def write_section(doc: Path, lines: list[str]) -> None:
-    """Replace (or append) the '## Video tracking' section of benchmarks.md, leaving the rest alone."""
+    """Replace (or append) the video section of benchmarks.md, leaving the rest alone."""
     text = doc.read_text() if doc.is_file() else "# FaceForge benchmarks\n"
-    start = text.find("\n## Video tracking")
+    start = text.find("\n" + SECTION)
     if start >= 0:
         nxt = text.find("\n## ", start + 1)
         text = text[:start] + (text[nxt:] if nxt >= 0 else "\n")

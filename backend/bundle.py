@@ -23,7 +23,7 @@ import numpy as np
 from . import __version__
 from .errors import OutputError
 from .face_model import PARTS, FaceModel
-from .output_dir import output_lock, output_problem, recover, sweep_leftovers
+from .output_dir import is_foreign_folder, output_lock, output_problem, recover, sweep_leftovers
 
 
 SCHEMA = "faceforge.result"
@@ -127,7 +127,7 @@ def _replace_dir(tmp: Path, output: Path, overwrite: bool) -> None:
         if output.exists():
             if not overwrite:
                 raise OutputError("already exists (choose another output folder)", output)
-            if not (output / "result.json").is_file() and any(output.iterdir()):
+            if is_foreign_folder(output):
                 raise OutputError("exists and is not a result bundle; refusing to replace it", output)
             old = output.with_name(f".{output.name}.old-{os.getpid()}")
             os.replace(output, old)

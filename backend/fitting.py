@@ -143,6 +143,7 @@ class BundleAdjuster:
 
     def __init__(self, model: FaceModel, spec: LandmarkSpec, config: FitConfig | None = None):
         self.model, self.spec, self.cfg = model, spec, config or FitConfig()
+        self._probers: dict[int, BundleAdjuster] = {}  # cheaper twins for focal probes, by identity modes
         c = self.cfg
         dev, dt = torch.device(c.device), c.dtype
         self.dev, self.dt = dev, dt
@@ -205,12 +206,13 @@ class BundleAdjuster:
         square), fixed sigma and (frozen_shape) a pose-and-focal-only rigid phase; enough to rank focal
         guesses by cost when there are several views."""
         key = min(n_identity, self.K)
-        if getattr(self, "_probe_ba", None) is None or self._probe_ba.K != key:
-            self._probe_ba = BundleAdjuster(self.model, self.spec, dataclasses.replace(
-                self.cfg, n_identity=key, adaptive_sigma=False))
-        self._probe_ba.cfg = dataclasses.replace(self.cfg, n_identity=key, adaptive_sigma=False,
-                                                 iterations=iterations, frozen_shape_rigid=frozen_shape)
-        return self._probe_ba
+        cfg = dataclasses.replace(self.cfg, n_identity=key, adaptive_sigma=False, iterations=iterations,
+                                  frozen_shape_rigid=frozen_shape)
+        # one twin per size, kept: single-view and multi-view jobs alternate in one process (video, bench)
+        if key not in self._probers:
+            self._probers[key] = BundleAdjuster(self.model, self.spec, cfg)
+        self._probers[key].cfg = cfg
+        return self._probers[key]
 
     def fit(self, points, visible, sizes, focal_init=None, focal_known=None, groups=None, init=None,
             progress=None, cancel=None) -> FitResult:
@@ -415,7 +417,6 @@ class BundleAdjuster:
     def _residuals_and_jacobian(self, st, obs, w, rigid):
         """Weighted residuals e (B,V,L,2) and Jacobian blocks: global (identity, focal) and local
         (expression, rotation, translation)."""
-        c = self.cfg
         P, Xc = self._points(st)
         uv = self._project(st, Xc)
         sw = (w.clamp_min(0).sqrt() / (self.scale[..., None] * self.sigma))[..., None]  # (B,V,L,1)
@@ -442,7 +443,6 @@ class BundleAdjuster:
         return cost
 
     def _cost(self, st, obs, w):
-        c = self.cfg
         _, Xc = self._points(st)
         r = (self._project(st, Xc) - obs) / (self.scale[..., None, None] * self.sigma[..., None])
         return (w[..., None] * r ** 2).sum((1, 2, 3)) + self._prior_cost(st)

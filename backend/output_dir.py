@@ -135,6 +135,11 @@ def recover(output: str | Path) -> bool:
     return (output / "result.json").is_file()
 
 
+def is_foreign_folder(output: Path) -> bool:
+    """A non-empty folder without result.json: someone's files, never to be replaced by a bundle."""
+    return not (output / "result.json").is_file() and any(output.iterdir())
+
+
 def output_problem(output: str | Path) -> tuple[Path, str] | None:
     """(path, why) when a bundle could not be written at `output`, asked before the minutes of work a
     reconstruction does first; None when it can."""
@@ -143,7 +148,7 @@ def output_problem(output: str | Path) -> tuple[Path, str] | None:
         if not output.is_dir():
             return output, "cannot write the result here (it is a file, not a folder)"
         try:
-            if not (output / "result.json").is_file() and any(output.iterdir()):
+            if is_foreign_folder(output):
                 return output, "exists and is not a result bundle; refusing to replace it (choose another folder)"
         except OSError as e:
             return output, f"cannot read the output folder ({e.strerror or e})"

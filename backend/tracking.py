@@ -68,14 +68,13 @@ def _single_cpu_thread(device):
 
 def fit_frames(model: FaceModel, spec: LandmarkSpec, identity, focal: float, points, valid, size,
                init_expression=None, device="cpu", progress=None, cancel=None, config: FitConfig | None = None):
-    """Independent per-frame fits: returns expression (N,E), R (N,3,3), t (N,3), median error px (N,)."""
+    """Independent per-frame fits: returns expression (N,E), R (N,3,3), t (N,3)."""
     points = np.asarray(points, np.float64)
     valid = np.asarray(valid, bool)
     N, L = points.shape[:2]
     cfg = dataclasses.replace(config or FitConfig(), n_identity=1, fix_identity=True, fix_focal=True, device=device)
     ba = BundleAdjuster(personalised_model(model, identity), spec, cfg)
     expr, R, t = np.zeros((N, model.n_expression)), np.tile(np.eye(3), (N, 1, 1)), np.zeros((N, 3))
-    err = np.full(N, np.nan)
     idx = np.nonzero(valid)[0]
     for s in range(0, len(idx), BATCH):
         # a chunk of frames is one job of V views rather than V jobs: the frames are independent anyway

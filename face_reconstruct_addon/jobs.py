@@ -6,7 +6,6 @@ it is reachable through ACTIVE so the Cancel button and unregister() can stop it
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
