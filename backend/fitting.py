@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .face_model import FACE_VERTICES, FaceModel, TorchFaceModel
+from .landmarks.base import EYE_CORNERS
 
 
 @dataclass
@@ -303,7 +304,7 @@ class BundleAdjuster:
     # ---------------------------------------------------------------- pieces
     def _view_scale(self, obs, vis):
         """px per 1 % of the view's inter-ocular distance, from the observed eye corners."""
-        a, b = (33, 263) if self.spec.format == "mediapipe478" else (36, 45)
+        a, b = EYE_CORNERS[self.spec.format]
         iod = (obs[..., a, :] - obs[..., b, :]).norm(dim=-1)
         iod = torch.where((vis[..., a] > 0) & (vis[..., b] > 0) & (iod > 1), iod, torch.full_like(iod, 100.0))
         return (iod / 100.0).clamp_min(0.05)

@@ -22,6 +22,7 @@ import numpy as np
 
 from .face_model import FaceModel
 from .fitting import BundleAdjuster, FitConfig, LandmarkSpec, head_angles
+from .landmarks.base import EYE_CORNERS
 
 REFERENCE_FPS = 30.0  # `smoothing` is defined at this rate and rescaled so it means the same cut-off in Hz
 CONFIDENCE_FLOOR = 0.3  # % of eye distance: residuals below this are noise-free for weighting purposes
@@ -173,7 +174,7 @@ def track(model: FaceModel, spec: LandmarkSpec, identity, focal: float, points, 
         raise ValueError("no frame has a face")
     expr, R, t = fit_frames(model, spec, identity, focal, points, valid, size, init_expression, device, progress,
                             cancel)
-    a, b = (33, 263) if spec.format == "mediapipe478" else (36, 45)
+    a, b = EYE_CORNERS[spec.format]
     iod = np.linalg.norm(points[:, a] - points[:, b], axis=-1)
     err = np.full(len(points), np.nan)
     err[valid] = landmark_errors(model, spec, identity, focal, size, expr[valid], R[valid], t[valid], points[valid])

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CancelledError, InputError, NoFaceError
-from .landmarks.base import Detection
+from .landmarks.base import Detection, pick_by_size
 
 TARGET_FPS = 30.0  # default sampling keeps at most this rate: faces move little faster, and time is per frame
 MAX_SIDE = 1920  # frames are shrunk to this long side: landmarks gain nothing above, memory and texture time do
@@ -134,10 +134,8 @@ def probe(path) -> tuple[float, int]:
 def _pick_face(faces: list[Detection], prev_box, face_index) -> Detection:
     """The chosen person across frames: at the start the largest (or --face-index), then whoever overlaps
     the previous frame's face most, so a second person walking in does not steal the track."""
-    areas = [(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]) for d in faces]
     if prev_box is None:
-        order = np.argsort(areas)[::-1]
-        return faces[int(order[0] if face_index is None else order[min(face_index, len(order) - 1)])]
+        return pick_by_size(faces, face_index)
 
     def iou(b):
         ix = max(0.0, min(b[2], prev_box[2]) - max(b[0], prev_box[0]))

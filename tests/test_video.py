@@ -250,3 +250,21 @@ def test_bad_video_subprocess_one_line(tmp_path):
                            "-q"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and str(junk) in lines[0], proc.stderr
+
+
+def test_face_choice_starts_by_size_then_follows_the_track():
+    """Frame 1: the largest face (or --face-index); later frames: the face overlapping the previous one most,
+    so a larger second person entering the shot does not take over the track."""
+    from backend.landmarks.base import Detection
+    from backend.video import _pick_face
+
+    def face(x0, y0, x1, y1):
+        pts = np.random.default_rng(0).uniform([x0, y0], [x1, y1], (478, 2))
+        return Detection(points=pts, format="mediapipe478", box=(x0, y0, x1, y1))
+
+    small, big = face(10, 10, 60, 60), face(100, 10, 220, 130)
+    assert _pick_face([small, big], None, None) is big
+    assert _pick_face([small, big], None, 1) is small
+    assert _pick_face([small, big], None, 5) is small  # past the last: the smallest
+    tracked = _pick_face([big, small], small.box, None)  # the larger face walked in: keep following ours
+    assert tracked is small

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 FORMATS = {"mediapipe478": 478, "ibug68": 68}
+# outer eye corners, whose distance is the usual normaliser for landmark error and image scale
+EYE_CORNERS = {"mediapipe478": (33, 263), "ibug68": (36, 45)}
 
 
 @dataclass
@@ -23,7 +25,17 @@ class Detection:
             raise ValueError(f"bad detection: {self.format} with points {self.points.shape}")
 
     @property
+    def area(self) -> float:
+        return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
+
+    @property
     def interocular(self) -> float:
         """Distance between the outer eye corners, the usual normaliser for landmark error."""
-        a, b = (33, 263) if self.format == "mediapipe478" else (36, 45)
+        a, b = EYE_CORNERS[self.format]
         return float(np.linalg.norm(self.points[a] - self.points[b]))
+
+
+def pick_by_size(faces: list[Detection], face_index: int | None = None) -> Detection:
+    """The largest face, or the face_index-th largest (clamped to the last) when several are found."""
+    order = sorted(range(len(faces)), key=lambda i: faces[i].area, reverse=True)
+    return faces[order[0] if face_index is None else order[min(face_index, len(order) - 1)]]

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import paths
 from ..errors import NoFaceError, SetupError
-from .base import Detection
+from .base import Detection, pick_by_size
 
 
 @contextlib.contextmanager
@@ -137,10 +137,7 @@ class MediaPipeDetector:
         faces = self.detect_all(image_rgb)
         if not faces:
             raise NoFaceError("no face found", path)
-        areas = [(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]) for d in faces]
-        order = np.argsort(areas)[::-1]
-        pick = int(order[0] if face_index is None else order[min(face_index, len(order) - 1)])
-        det = faces[pick]
+        det = pick_by_size(faces, face_index)
         det.n_faces = len(faces)
         if len(faces) > 1:
             det.warnings.append(f"{len(faces)} faces found; using the {'largest' if face_index is None else f'#{face_index}'}"
