@@ -33,6 +33,7 @@ TARGETS = {
     "3v1px": "3 views / 1 px: median face error < 1.0 mm",
     "1v": "single view: median face error < 2.5 mm",
     "eos": "ours single view at least as accurate as eos-py",
+    "eos_mv": "ours with 3 views more accurate than eos-py and faster per image",
     "speed3": "3-view fit < 0.5 s on this CPU",
     "gpu": "batched >= 200 frames/s on GPU",
 }
@@ -288,8 +289,8 @@ def section_eos(rep, model, n_subj, results):
     mapper = eos.core.LandmarkMapper()  # identity: landmark names are vertex ids
     names = [str(int(i)) for i in model.landmarks_ibug68]
     rng = np.random.default_rng(902)
-    ours_e, eos_e, ours_t, eos_t = [], [], [], []
-    a, b = FACE_VERTICES
+    fit_scenes(ba68, [scene(rng, model, spec68, 3, 1.0)])  # warm: the probe twin is built on the first fit
+    ours_e, eos_e, ours_t, eos_t, mv_e, mv_t = [], [], [], [], [], []
     for _ in range(n_subj):
         sc = scene(rng, model, spec68, 1, 1.0)
         pts = sc["views"][0]["points"]
@@ -302,17 +303,26 @@ def section_eos(rep, model, n_subj, results):
                                                                      num_shape_coefficients_to_fit=model.n_identity)
         eos_t.append(time.perf_counter() - t)
         eos_e.append(float(np.median(face_error_mm(model, np.asarray(shape_c), sc["identity"]))))
-    oe, ee, ot, et = (float(np.median(x)) for x in (ours_e, eos_e, ours_t, eos_t))
+        # the multi-view fit eos cannot do: 3 views of another subject, one joint solve; time per image
+        sc3 = scene(rng, model, spec68, 3, 1.0)
+        fits, times = fit_scenes(ba68, [sc3])
+        mv_e.append(float(np.median(face_error_mm(model, fits[0].identity[0], sc3["identity"]))))
+        mv_t.append(times[0] / 3)
+    oe, ee, ot, et, me, mt = (float(np.median(x)) for x in (ours_e, eos_e, ours_t, eos_t, mv_e, mv_t))
     rep(f"eos-py {eos_ver}: scaled-orthographic camera, fit_shape_and_pose (5 iterations, lambda_identity 30, "
         f"all {model.n_identity} identity modes, 53 blendshapes, no contour refinement); {n_subj} subject(s), "
-        "yaw +-30, pitch +-15. Face error: per-vertex median after similarity alignment (neutral expression).")
+        "yaw +-30, pitch +-15. Face error: per-vertex median after similarity alignment (neutral expression). "
+        "Ours, 3 views: as many other subjects, 3 views each (yaws spread over +-60), one fit_multistart call; its "
+        "time divided by 3. Times are medians over the subjects.")
     rep()
-    rep.table(["method", "face error median mm", "time per image s"],
-              [["ours (ibug68)", oe, ot], [f"eos-py {eos_ver}", ee, et],
-               ["ratio ours/eos", oe / ee, ot / et]])
+    rep.table(["method", "face error median mm", "time per image s", "ratio to eos: error", "ratio to eos: time"],
+              [["ours, 1 view (ibug68)", oe, ot, oe / ee, ot / et], [f"eos-py {eos_ver}, 1 view", ee, et, 1.0, 1.0],
+               ["ours, 3 views (ibug68)", me, mt, me / ee, mt / et]])
     rep(f"- target {TARGETS['eos']}: {oe:.3f} vs {ee:.3f} mm -> {ok(oe <= ee)}")
+    rep(f"- target {TARGETS['eos_mv']}: {me:.3f} vs {ee:.3f} mm, {mt:.3f} vs {et:.3f} s per image -> "
+        f"{ok(me < ee and mt < et)}")
     rep()
-    results["eos"] = dict(ours_mm=oe, eos_mm=ee, ours_s=ot, eos_s=et, version=eos_ver)
+    results["eos"] = dict(ours_mm=oe, eos_mm=ee, ours_s=ot, eos_s=et, version=eos_ver, mv_mm=me, mv_s_per_image=mt)
 
 
 def section_speed(rep, model, ba, quick, results):
@@ -468,7 +478,7 @@ def run(quick=False, out="docs", pipeline=None):
     section_accuracy(rep, model, ba, views, noises, 1 if quick else 2, results)
     section_mismatch(rep, model, ba, [3] if quick else [1, 3], 1 if quick else 2, results)
     try:
-        section_eos(rep, model, 1 if quick else 3, results)
+        section_eos(rep, model, 1 if quick else 8, results)
     except Exception as e:  # noqa: BLE001 - the peer failing must not hide our own numbers
         rep(f"eos-py unavailable: {type(e).__name__}: {e}")
         rep()

@@ -43,5 +43,7 @@ def test_mismatch_speed_and_report(quick):
     assert (out / "bench_error_vs_views.png").stat().st_size > 5000
     if res["eos"] is not None:
         assert math.isfinite(res["eos"]["eos_mm"]) and res["eos"]["eos_s"] > 0
+        assert math.isfinite(res["eos"]["mv_mm"]) and res["eos"]["mv_s_per_image"] > 0
+        assert "ours, 3 views (ibug68)" in md
     else:
         assert "eos-py unavailable" in md
