@@ -146,13 +146,17 @@ def evaluate(model, res, sc, rng, j=0, n_scan=1500):
                 rot_abs=rabs, rot_rel=rrel, focal_pct=focal, expr_mae=expr)
 
 
-def fit_scenes(ba, scenes):
-    """One BundleAdjuster.fit call per subject (B=1: the product path; see the batching section)."""
+def fit_scenes(ba, scenes, focal_known=False):
+    """One BundleAdjuster.fit call per subject (B=1: the product path; see the batching section).
+    focal_known: tell the fitter the true focal, as a photo's EXIF does (no focal probes)."""
     out, times = [], []
     for sc in scenes:
         pts = np.stack([v["points"] for v in sc["views"]])[None]
+        V = len(sc["views"])
+        kw = dict(focal_init=np.array([[v["focal"] for v in sc["views"]]]), focal_known=np.ones((1, V), bool)) \
+            if focal_known else {}
         t = time.perf_counter()
-        res = ba.fit_multistart(pts, np.ones(pts.shape[:3]), np.full((1, len(sc["views"]), 2), SIZE, np.float64))
+        res = ba.fit_multistart(pts, np.ones(pts.shape[:3]), np.full((1, V, 2), SIZE, np.float64), **kw)
         times.append(time.perf_counter() - t)
         out.append(res)
     return out, times
@@ -309,12 +313,9 @@ def section_eos(rep, model, n_subj, results):
         mv_e.append(float(np.median(face_error_mm(model, fits[0].identity[0], sc3["identity"]))))
         mv_t.append(times[0] / 3)
         # ... and with the focal known, as from a photo's EXIF (eos has no focal to find: orthographic camera)
-        pts3 = np.stack([v["points"] for v in sc3["views"]])[None]
-        t = time.perf_counter()
-        r = ba68.fit_multistart(pts3, np.ones(pts3.shape[:3]), np.full((1, 3, 2), SIZE, np.float64),
-                                focal_init=np.full((1, 3), sc3["views"][0]["focal"]), focal_known=np.ones((1, 3), bool))
-        kf_t.append((time.perf_counter() - t) / 3)
-        kf_e.append(float(np.median(face_error_mm(model, r.identity[0], sc3["identity"]))))
+        fits, times = fit_scenes(ba68, [sc3], focal_known=True)
+        kf_e.append(float(np.median(face_error_mm(model, fits[0].identity[0], sc3["identity"]))))
+        kf_t.append(times[0] / 3)
     oe, ee, ot, et, me, mt, ke, kt = (float(np.median(x)) for x in (ours_e, eos_e, ours_t, eos_t, mv_e, mv_t,
                                                                      kf_e, kf_t))
     rep(f"eos-py {eos_ver}: scaled-orthographic camera, fit_shape_and_pose (5 iterations, lambda_identity 30, "

@@ -534,11 +534,8 @@ class BundleAdjuster:
                         break
                     move = torch.where(out, torch.minimum(torch.maximum(dl, lo), hi), move)
                     held = held | out
-                    keep = (~held).to(self.dt)
-                    dg, dl = _schur_solve(Hgg_d, Hgl * keep[..., None, :],
-                                          Hll_d * keep[..., :, None] * keep[..., None, :] + torch.diag_embed(1 - keep),
-                                          gg + (Hgl @ move[..., None]).sum(1)[..., 0],
-                                          (gl + (Hll @ move[..., None])[..., 0]) * keep)
+                    Hll_h, Hgl_h, gl_h = _drop_local(~held, Hll_d, Hgl, gl + (Hll @ move[..., None])[..., 0])
+                    dg, dl = _schur_solve(Hgg_d, Hgl_h, Hll_h, gg + (Hgl @ move[..., None]).sum(1)[..., 0], gl_h)
                     dl = dl + move
             new = apply(dg, dl)
             cost1 = self._cost(new, obs, w)
@@ -607,9 +604,15 @@ def _pin_at_bounds(b, Hll, Hgl, gl):
     g_b = gl[..., :E]
     pinned = ((b <= 0) & (g_b > 0)) | ((b >= 1) & (g_b < 0))
     keep = torch.cat([~pinned, torch.ones(*pinned.shape[:-1], gl.shape[-1] - E, dtype=torch.bool,
-                                          device=gl.device)], -1).to(gl.dtype)
-    Hll = Hll * keep[..., :, None] * keep[..., None, :] + torch.diag_embed(1 - keep)
-    return Hll, Hgl * keep[..., None, :], gl * keep
+                                          device=gl.device)], -1)
+    return _drop_local(keep, Hll, Hgl, gl)
+
+
+def _drop_local(keep, Hll, Hgl, gl):
+    """Take the local unknowns where keep (B,V,local) is False out of the system: identity rows and columns,
+    no coupling to the global block, zero gradient - so their solved step is exactly 0."""
+    k = keep.to(gl.dtype)
+    return Hll * k[..., :, None] * k[..., None, :] + torch.diag_embed(1 - k), Hgl * k[..., None, :], gl * k
 
 
 def _select(mask, new, old):
