@@ -4,7 +4,7 @@
     python3 build.py setup     create .venv and install pinned dependencies (idempotent)
     python3 build.py demo      setup, then reconstruct the bundled sample photos (+ a .blend)
     python3 build.py test      setup, then run the test suite (pytest)
-    python3 build.py bench     setup, then run the benchmark (python -m backend.bench)
+    python3 build.py bench     setup, then run the benchmark (python -m bench)
     python3 build.py package   build the installable Blender extension zip into dist/
 """
 from __future__ import annotations
@@ -85,7 +85,7 @@ def test(extra) -> int:
 def bench(extra) -> int:
     if setup():
         return 1
-    return _run([venv_python(), "-m", "backend.bench", *extra])
+    return _run([venv_python(), "-m", "bench", *extra])
 
 
 def package() -> int:

@@ -19,7 +19,7 @@ import numpy as np
 # landmarks, FitConfig(iterations=25), bounded expression steps): the subject's own mvfnet views 1.23-1.43 (extra
 # error <= 0.27 % of eye distance; up to 1.53 / 0.34 % beside a stranger); a stranger added to them: 5932.jpg 1.61
 # (+0.47 %), image_0010.png 1.67 (+0.46 %), astronaut.png 2.02 (+0.58 %). The margin is thin (three strangers
-# measured), so a view is flagged only when it is also the worst one. Re-measure: scripts/measure_identity_check.py.
+# measured), so a view is flagged only when it is also the worst one. Re-measure: tools/measure_identity_check.py.
 RATIO_WARN = 1.5
 MIN_EXTRA = 0.0033  # extra error as a fraction of eye distance: sub-pixel differences are no evidence
 

@@ -1,6 +1,6 @@
 """Per-frame head pose and expression of a video, given the identity and focal fitted on a few frames.
 
-Design (measured in `python -m backend.bench_video`, docs/benchmarks.md "Video tracking"):
+Design (measured in `python -m bench.video`, docs/benchmarks.md "Video tracking"):
 - Frames are fitted independently by the same BundleAdjuster the photo pipeline uses (a chunk of
   frames as the views of one job), on a *personalised* model whose neutral already holds the fitted
   identity and whose identity basis is one zero mode: the shared block shrinks from 101 unknowns to 2

@@ -1,9 +1,9 @@
-"""The benchmark's quick mode runs end to end and reports sane, finite numbers (python -m backend.bench --quick)."""
+"""The benchmark's quick mode runs end to end and reports sane, finite numbers (python -m bench --quick)."""
 import math
 
 import pytest
 
-from backend.bench import run
+from bench.accuracy import run
 
 
 @pytest.fixture(scope="module")

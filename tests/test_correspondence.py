@@ -1,7 +1,7 @@
 import numpy as np
 
 from backend.correspondence import load_correspondence, mediapipe_to_ibug68
-from backend.mp_canonical import load_canonical_mesh
+from bench.mp_canonical import load_canonical_mesh
 
 
 def test_canonical_mesh_read_from_task_bundle():
@@ -28,10 +28,10 @@ def test_stored_correspondence_is_on_the_surface_and_reported():
 def test_correspondence_rebuilds_identically(model):
     """The file is derived from geometry by a script, not typed: rebuilding lands every point where the
     stored map has it, bar the one eye-corner point whose closest surface flips with float noise
-    (backend.correspondence.rebuild_drift_mm says why)."""
+    (bench.correspondence_build.rebuild_drift_mm says why)."""
     from mediapipe.tasks.python.vision import FaceLandmarksConnections as C
 
-    from backend.correspondence import build, rebuild_drift_mm
+    from bench.correspondence_build import build, rebuild_drift_mm
 
     contour = sorted({c.start for c in C.FACE_LANDMARKS_FACE_OVAL} | {c.end for c in C.FACE_LANDMARKS_FACE_OVAL})
     v, _, tris = load_canonical_mesh()

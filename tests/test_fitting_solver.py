@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from backend.fitting import BundleAdjuster, FitConfig, _pin_at_bounds, _schur_solve, landmark_spec
-from backend.synthetic import face_error_mm, make_scene
+from bench.synthetic import face_error_mm, make_scene
 
 
 def block_system(seed, B=2, V=3, G=7, Lo=5):

@@ -14,7 +14,7 @@ import pytest
 
 from backend.fitting import landmark_spec, relative_yaw_deg
 from backend.pipeline import reconstruct
-from backend.synthetic import face_error_mm, make_scene
+from bench.synthetic import face_error_mm, make_scene
 
 YAWS = {1: [0.0], 2: [-30.0, 30.0], 3: [-30.0, 0.0, 30.0], 5: [-45.0, -20.0, 0.0, 20.0, 45.0]}
 NOISES = [0.0, 1.0, 2.0]

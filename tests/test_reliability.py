@@ -120,7 +120,7 @@ def landmarks_file(tmp_path_factory) -> Path:
     ~8 s a job on the shared 2-core machine, one view about half that)."""
     from backend.face_model import load_face_model
     from backend.fitting import landmark_spec
-    from backend.synthetic import make_scene
+    from bench.synthetic import make_scene
 
     model = load_face_model()
     spec = landmark_spec("ibug68", model)

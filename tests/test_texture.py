@@ -28,7 +28,7 @@ from backend.texture.atlas import get_atlas, mirror, tri_part_mask
 from backend.texture.bake import to_linear, to_srgb
 from backend.texture.metrics import psnr
 from backend.texture.raster import rasterize
-from backend.texture.report import synthetic_case, texture_error
+from bench.texture_report import synthetic_case, texture_error
 
 SIZE = 512
 
@@ -167,7 +167,7 @@ def real_bundle(tmp_path_factory):
 
 
 def test_real_photos_rerender_matches(real_bundle, model):
-    from backend.texture.report import views_from_bundle
+    from bench.texture_report import views_from_bundle
 
     identity, views = views_from_bundle(real_bundle, model)
     out = bake_textures(model, identity, views, size=SIZE, delight=True, detail=True)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from backend.bench_video import errors, make_sequence, sequence_landmarks, track_landmarks
+from bench.video import errors, make_sequence, sequence_landmarks, track_landmarks
 from backend.fitting import landmark_spec
 from backend.tracking import select_identity_frames, smooth_track, track, whittaker
 from backend.video import IDENTITY_FRAMES, default_frame_step

@@ -10,7 +10,7 @@ import zipfile
 
 import numpy as np
 
-from . import paths
+from backend import paths
 
 
 def _varint(b: bytes, i: int):

@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 
-from .face_model import FACE_VERTICES, FaceModel
-from .fitting import LandmarkSpec
+from backend.face_model import FACE_VERTICES, FaceModel
+from backend.fitting import LandmarkSpec
 from .geometry import similarity_transform
 
 

@@ -1,6 +1,6 @@
 """Rebuild weights/mediapipe_to_ict.npz from the two models' geometry (see backend/correspondence.py).
 
-    python scripts/build_mp_correspondence.py [--check]
+    python tools/build_mp_correspondence.py [--check]
 
 --check rebuilds in memory and fails if the stored file differs (reproducibility).
 """
@@ -12,9 +12,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from backend import paths  # noqa: E402
-from backend.correspondence import build, rebuild_drift_mm  # noqa: E402
+from bench.correspondence_build import build, rebuild_drift_mm  # noqa: E402
 from backend.face_model import load_face_model  # noqa: E402
-from backend.mp_canonical import load_canonical_mesh  # noqa: E402
+from bench.mp_canonical import load_canonical_mesh  # noqa: E402
 
 
 def main():

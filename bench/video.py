@@ -1,4 +1,4 @@
-"""Video tracking benchmark on synthetic ground truth: `python -m backend.bench_video [--out docs]`.
+"""Video tracking benchmark on synthetic ground truth: `python -m bench.video [--out docs]`.
 
 A random held-out ICT identity performs known expression curves (jaw, blinks, smiles, brows, pucker)
 while the head sweeps +-40 deg of yaw with some pitch, roll and drift, filmed by a static camera.
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .face_model import FACE_VERTICES, FaceModel, load_face_model
-from .fitting import landmark_spec
+from backend.face_model import FACE_VERTICES, FaceModel, load_face_model
+from backend.fitting import landmark_spec
 from .synthetic import landmark_points, look_at_camera, project
 
 ACTIVE = ["jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "mouthSmileLeft", "mouthSmileRight", "browInnerUpLeft",
@@ -106,10 +106,10 @@ def sequence_landmarks(model, spec, seq, noise_px=0.0, seed=0) -> np.ndarray:
 
 def track_landmarks(model, spec, seq, points, smoothings=SMOOTHINGS, device="cpu") -> dict:
     """The pipeline's video path from landmarks on: frame selection, shared-identity fit, tracking."""
-    from .landmarks.base import Detection
-    from .pipeline import fit_views
-    from .tracking import fit_frames, frame_confidence, landmark_errors, smooth_track
-    from .video import VideoFrames, identity_views, select_views
+    from backend.landmarks.base import Detection
+    from backend.pipeline import fit_views
+    from backend.tracking import fit_frames, frame_confidence, landmark_errors, smooth_track
+    from backend.video import VideoFrames, identity_views, select_views
 
     N = len(points)
     dets = [Detection(points=p, format="mediapipe478", box=(*p.min(0), *p.max(0))) for p in points]
@@ -141,8 +141,8 @@ def design_comparison(model, spec, seq, points, device="cpu") -> list[tuple[str,
     """The tracker's structure, measured (true identity and focal, so only the tracking differs):
     frames as views of one job (what tracking.fit_frames does) vs frames as independent jobs, and the
     post-hoc Whittaker smoother vs fitting.py's in-solver temporal term on the expression."""
-    from .fitting import BundleAdjuster, FitConfig
-    from .tracking import _single_cpu_thread, personalised_model, smooth_track
+    from backend.fitting import BundleAdjuster, FitConfig
+    from backend.tracking import _single_cpu_thread, personalised_model, smooth_track
 
     N, L = points.shape[:2]
     size = np.asarray(seq["size"], np.float64)
@@ -179,7 +179,7 @@ def _angle_deg(Ra, Rb) -> np.ndarray:
 
 def errors(model, seq, identity, expr, R, t, ref: int, frames=None) -> dict:
     """Per-frame errors against the truth (frames: which truth frames the rows correspond to)."""
-    from .tracking import frame_angles
+    from backend.tracking import frame_angles
 
     k = np.arange(len(expr)) if frames is None else np.asarray(frames)
     tE, tR, tt = seq["expression"][k], seq["R"][k], seq["t"][k]
@@ -215,8 +215,8 @@ def skin_texture(size: int = 256) -> np.ndarray:
     face-like appearance (eyes, brows, lips), which a procedural texture does not have."""
     import cv2
 
-    from .pipeline import reconstruct
-    from .texture.synthetic import to_linear
+    from backend.pipeline import reconstruct
+    from .texture_synthetic import to_linear
 
     root = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory() as tmp:
@@ -230,7 +230,7 @@ def write_video(model, seq, path, texture) -> None:
     """Render the performance and write it as an mp4 (mp4v, the codec every OpenCV wheel can write)."""
     import cv2
 
-    from .texture.synthetic import render
+    from .texture_synthetic import render
 
     w, h = seq["size"]
     assert w == h, "texture.synthetic.render draws square frames"
@@ -249,7 +249,7 @@ def write_video(model, seq, path, texture) -> None:
 
 def run_rendered(model, seq, smoothings, device="cpu", tmp=None) -> dict:
     """End to end: mp4 -> pipeline.reconstruct (MediaPipe, identity, tracking) -> animation.npz vs truth."""
-    from .pipeline import reconstruct
+    from backend.pipeline import reconstruct
 
     out = {}
     with tempfile.TemporaryDirectory(dir=tmp) as d:
@@ -287,8 +287,8 @@ def mediapipe_scores(model, video) -> np.ndarray:
     """MediaPipe's own 52 blendshape scores per frame, on our 53 shapes: the reference a tracker should beat."""
     import cv2
 
-    from .face_model import arkit_to_shape_names
-    from .landmarks.mediapipe_detector import MediaPipeDetector
+    from backend.face_model import arkit_to_shape_names
+    from backend.landmarks.mediapipe_detector import MediaPipeDetector
 
     cap, rows = cv2.VideoCapture(str(video)), []
     with MediaPipeDetector() as det:
@@ -314,15 +314,15 @@ KEYS = ["expr_mae_active", "expr_mae_all", "rot_rel_deg", "pos_mm", "jitter_expr
 def run(seed=0, n_frames=150, rendered_frames=120, noises=(0.0, 1.0, 2.0), smoothings=SMOOTHINGS, device="cpu",
         rendered=True) -> list[str]:
     """The whole benchmark; returns the markdown lines (also printed as they come)."""
-    from .bench import machine_info
-    from .tracking import track
-    from .video import IDENTITY_FRAMES
+    from .accuracy import machine_info
+    from backend.tracking import track
+    from backend.video import IDENTITY_FRAMES
 
     t_all = time.perf_counter()
     model = load_face_model()
     spec = landmark_spec("mediapipe478", model)
     lines = [SECTION, "",
-             f"Command: `python -m backend.bench_video --out docs` (seed {seed}, device {device}). Machine:", ""]
+             f"Command: `python -m bench.video --out docs` (seed {seed}, device {device}). Machine:", ""]
     lines += machine_info()
     seq = make_sequence(model, seed, n_frames)
     truth = errors(model, seq, seq["identity"], seq["expression"], seq["R"], seq["t"], 0)
@@ -411,7 +411,7 @@ def run(seed=0, n_frames=150, rendered_frames=120, noises=(0.0, 1.0, 2.0), smoot
     return lines
 
 
-SECTION = "## Video tracking"  # python -m backend.bench keeps this section when it rewrites the file
+SECTION = "## Video tracking"  # python -m bench keeps this section when it rewrites the file
 
 
 def write_section(doc: Path, lines: list[str]) -> None:
@@ -425,7 +425,7 @@ def write_section(doc: Path, lines: list[str]) -> None:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m backend.bench_video", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.video", description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--frames", type=int, default=150, help="frames of the landmark-level sequence")
     ap.add_argument("--rendered-frames", type=int, default=120, help="frames of the rendered video (0 = skip)")

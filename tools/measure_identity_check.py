@@ -1,6 +1,6 @@
 """Figures behind backend/identity_check.py's thresholds: the leave-one-out ratios of the test photos.
 
-    .venv/bin/python scripts/measure_identity_check.py
+    .venv/bin/python tools/measure_identity_check.py
 
 Prints, for the subject's own three mvfnet views and for each of three strangers added to them, every view's
 ratio (error with the other views' identity / error fitted alone) and the extra error in % of eye distance.

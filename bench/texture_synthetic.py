@@ -5,11 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..face_model import FaceModel
-from . import atlas as atlas_mod
-from .bake import to_linear, to_srgb
-from .raster import project, rasterize, sample_points, vertex_normals
-from .sh import shading
+from backend.face_model import FaceModel
+from backend.texture import atlas as atlas_mod
+from backend.texture.bake import to_linear, to_srgb
+from backend.texture.raster import project, rasterize, sample_points, vertex_normals
+from backend.texture.sh import shading
 
 
 def procedural_texture(size: int, seed: int = 0) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Fixed-seed benchmark: accuracy on synthetic ground truth, model mismatch, eos-py peer, speed.
 
-    python -m backend.bench [--quick] [--out docs]
+    python -m bench [--quick] [--out docs]
 
 Writes <out>/benchmarks.md and <out>/bench_error_vs_views.png. Seeds are 900+ so the subjects differ
 from the ones the tests tune against (tests use 2024, 7, 11).
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .face_model import FACE_VERTICES, load_face_model
-from .fitting import BundleAdjuster, FitConfig, landmark_spec
+from backend.face_model import FACE_VERTICES, load_face_model
+from backend.fitting import BundleAdjuster, FitConfig, landmark_spec
 from .geometry import similarity_transform
 from .synthetic import face_error_mm, landmark_points, look_at_camera, project, random_face, similarity_align
 
@@ -403,7 +403,7 @@ def section_speed(rep, model, ba, quick, results):
 
 
 def section_pipeline(rep, results):
-    from .pipeline import reconstruct
+    from backend.pipeline import reconstruct
 
     rep("Per-stage pipeline time on the real sample photos (tests/data/multiview-mvfnet, MediaPipe, "
         "texture 1024 px, CPU):")
@@ -477,7 +477,7 @@ def run(quick=False, out="docs", pipeline=None):
     views = [1, 3] if quick else [1, 2, 3, 5, 7]
     noises = [1.0] if quick else [0.0, 1.0, 2.0, 3.0]
     results = {"quick": quick}
-    cmd = "python -m backend.bench" + (" --quick" if quick else "") + f" --out {out}"
+    cmd = "python -m bench" + (" --quick" if quick else "") + f" --out {out}"
     rep("# FaceForge benchmarks" + (" (quick mode)" if quick else ""))
     rep()
     rep(f"Command: `{cmd}` (fixed seeds 900-903; CPU). Machine:")
@@ -510,8 +510,8 @@ def run(quick=False, out="docs", pipeline=None):
         rep()
         rep("![median face error vs views](bench_error_vs_views.png)")
         doc = outp / "benchmarks.md"
-        # The section python -m backend.bench_video owns (the file's last) is kept, not dropped.
-        from .bench_video import SECTION
+        # The section python -m bench.video owns (the file's last) is kept, not dropped.
+        from .video import SECTION
 
         kept = ""
         if doc.is_file():
@@ -524,7 +524,7 @@ def run(quick=False, out="docs", pipeline=None):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m backend.bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small grid, no pipeline stage timing (~40 s)")
     ap.add_argument("--out", default="docs", help="folder for benchmarks.md and the plot (default: docs)")
     args = ap.parse_args(argv)

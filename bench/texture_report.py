@@ -1,11 +1,11 @@
 """Texture-baking report.
 
-  python -m backend.texture.report BUNDLE_DIR [--size 1024] [--no-delight] [--save DIR]
+  python -m bench.texture_report BUNDLE_DIR [--size 1024] [--no-delight] [--save DIR]
       bake from a result bundle's fitted cameras and print per-view PSNR / SSIM of the
       re-rendered textured head against each photo, inside the face mask
-  python -m backend.texture.report --timing [--size 2048] [--views 3]
+  python -m bench.texture_report --timing [--size 2048] [--views 3]
       bake time for N synthetic views on this machine
-  python -m backend.texture.report --synthetic [--size 1024]
+  python -m bench.texture_report --synthetic [--size 1024]
       texture error against a known procedural texture (rendered, then baked back)
 """
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..face_model import load_face_model
-from .bake import bake_textures, to_srgb
-from .metrics import psnr
+from backend.face_model import load_face_model
+from backend.texture.bake import bake_textures, to_srgb
+from backend.texture.metrics import psnr
 
 
 def views_from_bundle(bundle: str | Path, model=None) -> tuple[np.ndarray, list[dict]]:
@@ -45,7 +45,7 @@ def views_from_bundle(bundle: str | Path, model=None) -> tuple[np.ndarray, list[
 
 def synthetic_case(size: int = 1024, image_size: int = 512, n_views: int = 3, seed: int = 1, lighting=None):
     """(model, identity, true texture (linear), views): a random head, procedural texture."""
-    from .synthetic import make_views, procedural_texture
+    from .texture_synthetic import make_views, procedural_texture
 
     model = load_face_model()
     rng = np.random.default_rng(seed)
@@ -61,7 +61,7 @@ def texture_error(baked_u8: np.ndarray, true_lin: np.ndarray, seen: np.ndarray, 
     """PSNR (dB) and mean absolute error (0..255) of the baked texture on the texels the
     cameras saw with full confidence (seen >= FULL_SEEN: below it the baker deliberately
     mixes in the mirror image / skin fill)."""
-    from .bake import FULL_SEEN
+    from backend.texture.bake import FULL_SEEN
 
     min_seen = FULL_SEEN if min_seen is None else min_seen
     true = to_srgb(cv2.resize(true_lin, (baked_u8.shape[1], baked_u8.shape[0]), interpolation=cv2.INTER_AREA))
@@ -72,7 +72,7 @@ def texture_error(baked_u8: np.ndarray, true_lin: np.ndarray, seen: np.ndarray, 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m backend.texture.report", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m bench.texture_report", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bundle", nargs="?", help="result bundle folder (needs result.json, images/)")
     ap.add_argument("--size", type=int, default=None, help="texture size (rows; the image is 2*size wide)")

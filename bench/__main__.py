@@ -1,0 +1,5 @@
+import sys
+
+from .accuracy import main
+
+sys.exit(main())
