@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CancelledError, FaceForgeError, InputError, NoFaceError
-from .face_model import arkit_to_shape_names, load_face_model, shape_names_to_arkit
+from .face_model import gaze_angles, load_face_model, shape_names_to_arkit
 from .landmarks.base import FORMATS, Detection
 
 
@@ -151,32 +151,32 @@ def _dedupe_names(views):
 
 
 def fit_views(views: list[View], device="cpu", progress=_noop_progress, cancel=None, config=None):
+    from dataclasses import replace
+
     from .fit import BundleAdjuster, FitConfig, landmark_spec
+    from .fit.inputs import camera_groups, detector_scores
 
     model = load_face_model()
     fmt = views[0].detection.format
     spec = landmark_spec(fmt, model)
-    cfg = config or FitConfig()
-    cfg.device = device
+    cfg = replace(config or FitConfig(), device=device)
     pts = np.stack([v.detection.points for v in views])[None]
     vis = np.ones(pts.shape[:3])
     sizes = np.array([[(v.width, v.height) for v in views]], np.float64)
-    # views from one camera share a focal: same image size and same EXIF focal (or none)
-    keys = [(v.width, v.height, round(v.focal_px or 0, 1)) for v in views]
-    groups = np.array([[sorted(set(keys), key=keys.index).index(k) for k in keys]])
+    groups = camera_groups(views)[None]
     have = [v.focal_px is not None for v in views]
     focal_init = focal_known = None
     if any(have):
         focal_init = np.array([[v.focal_px or max(v.width, v.height) for v in views]], np.float64)
         focal_known = np.array([have])
-    init = None
-    if all(v.detection.blendshapes for v in views):  # MediaPipe's own scores are a good start
-        init = {"expression": np.array([[list(arkit_to_shape_names(v.detection.blendshapes,
-                                                                    model.expression_names).values())
-                                          for v in views]])}
+    init = priors = None
+    scores = detector_scores(model, views)
+    if scores is not None:  # MediaPipe's own expression scores: where to start, and a prior where calibrated
+        init = {"expression": np.nan_to_num(scores)[None]}
+        priors = {"expression": scores[None]}
     ba = BundleAdjuster(model, spec, cfg)
     res = ba.fit_multistart(pts, vis, sizes, focal_init=focal_init, focal_known=focal_known, groups=groups, init=init,
-                 progress=lambda f: progress("fit", f, "bundle adjustment"), cancel=cancel)
+                            progress=lambda f: progress("fit", f, "bundle adjustment"), cancel=cancel, priors=priors)
     return model, spec, res
 
 
@@ -200,11 +200,42 @@ def view_report(model, views, res) -> list[dict]:
                        "yaw_deg": yaw, "pitch_deg": pitch, "roll_deg": roll, "focal_source": v.focal_source},
             "expression": expr,
             "arkit": shape_names_to_arkit(expr),
+            "gaze": {side: {"yaw_deg": round(y, 3), "pitch_deg": round(p, 3)}
+                     for side, (y, p) in gaze_angles(expr).items()},
             "reprojection_error_px": {"median": float(np.median(err)), "mean": float(err.mean()),
                                       "p90": float(np.percentile(err, 90)), "max": float(err.max())},
             "interocular_px": v.detection.interocular,
             "warnings": v.warnings,
         })
+    return out
+
+
+# Shape uncertainty: the Laplace posterior of the identity (FitResult.identity_cov) carried to the face's vertices
+# is optimistic (landmark errors are correlated, the model is not the face); UNCERTAINTY_SCALE brings its median
+# to the median error measured on rendered faces through MediaPipe (python -m bench.real, docs/benchmarks.md).
+UNCERTAINTY_SCALE = 1.0
+WEAK_SHAPE_MM = 2.0  # above this expected median error the shape is called weakly determined
+
+
+def shape_confidence(model, res) -> dict:
+    """How far to trust the fitted shape: expected per-vertex error of the face region in mm (median and 90th
+    percentile over the face's vertices), and a warning text under `weak` when it is poorly determined."""
+    if res.identity_cov is None:
+        return {}
+    from .face_model import FACE_VERTICES
+
+    a, b = FACE_VERTICES
+    K = res.identity_cov.shape[-1]
+    Bv = model.identity[:K, a:b].astype(np.float64).transpose(1, 2, 0)  # (N, 3, K)
+    cov = res.identity_cov[0].astype(np.float64)
+    var = np.einsum("nck,kl,ncl->n", Bv, cov, Bv)  # summed over x, y, z
+    std = np.sqrt(np.maximum(var, 0)) * 10 * UNCERTAINTY_SCALE
+    out = {"median": round(float(np.median(std)), 3), "p90": round(float(np.percentile(std, 90)), 3)}
+    if out["median"] > WEAK_SHAPE_MM:
+        n = res.expression.shape[1]
+        out["weak"] = (f"the face shape is weakly determined (expected error {out['median']:.1f} mm) "
+                       + ("by a single photo: add photos from other angles (about 30-60 deg to each side)"
+                          if n == 1 else "by these photos: add photos from other angles"))
     return out
 
 
@@ -260,11 +291,15 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
     timings["fit"] = time.perf_counter() - t
     reports = view_report(model, views, res)
     warnings += consistency_warnings(views, reports)
+    confidence = shape_confidence(model, res)
+    if vf is None and confidence.get("weak"):
+        warnings.append(confidence["weak"])
     if len(views) >= 3 and vf is None:  # a video's frames are one face already: video._pick_face follows it
         from .fit.identity_check import pipeline_identity_warnings
 
-        progress("fit", 1.0, "checking that all views show one person")
-        warnings += pipeline_identity_warnings(views, model, spec)
+        warnings += pipeline_identity_warnings(
+            views, model, spec, joint=res, config=fit_config, cancel=cancel,
+            progress=lambda f: progress("check", f, "checking that all photos show one person"))
     _check(cancel)
 
     extra, files, tex_info = {}, {}, {}
@@ -302,7 +337,8 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
         "views": reports,
         "fit": {"iterations": res.iterations, "cost": float(res.cost[0]), "device": device,
                 "landmark_format": spec.format, "n_landmarks": int(spec.valid.sum()),
-                "focal_px": sorted({round(float(f), 2) for f in res.focal[0]})},
+                "focal_px": sorted({round(float(f), 2) for f in res.focal[0]}),
+                "shape_uncertainty_mm": {k: v for k, v in confidence.items() if k != "weak"}},
         "texture": tex_info,
         "warnings": warnings + [w for r in reports for w in r["warnings"]],
         "timings_s": timings,
