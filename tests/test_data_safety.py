@@ -85,19 +85,24 @@ def earlier(tmp_path_factory, front_points) -> Path:
 # ---------------------------------------------------------------------------------------------------------------
 # 1, 2: a folder is a bundle by its schema; what the user put into a bundle survives the next run
 
+def assert_output_refused(out: Path, tmp_path: Path, front_points, line: str) -> None:
+    """A landmarks-file run into `out` exits 4 with exactly `line`, before any work, and `out` is untouched."""
+    before = snapshot(out)
+    lm = write_json(tmp_path / "lm.json", landmarks_doc(front_points, width=224, height=224))
+    rc, err = cli_inprocess("--landmarks-file", lm, "--output", out)
+    assert rc == 4
+    assert one_line(err) == line
+    assert snapshot(out) == before
+
+
 def test_folder_with_another_programs_result_json_is_refused(tmp_path, front_points):
     """Issue 14.1: a user's folder holding a document and some other tool's result.json was replaced whole."""
     folder = tmp_path / "thesis"
     folder.mkdir()
     (folder / "chapter1.docx").write_bytes(b"PK\x03\x04 the user's only copy")
     write_json(folder / "result.json", {"accuracy": 0.93, "epochs": 40})
-    before = snapshot(folder)
-    lm = write_json(tmp_path / "lm.json", landmarks_doc(front_points, width=224, height=224))
-    rc, err = cli_inprocess("--landmarks-file", lm, "--output", folder)
-    assert rc == 4
-    assert one_line(err) == (f"error: {folder}: holds a result.json FaceForge did not write; refusing to replace it "
-                             "(choose another output folder)")
-    assert snapshot(folder) == before
+    assert_output_refused(folder, tmp_path, front_points, f"error: {folder}: holds a result.json FaceForge did not "
+                          "write; refusing to replace it (choose another output folder)")
 
 
 def test_writer_refuses_a_foreign_folder_that_appears_during_the_run(tmp_path, model):
@@ -169,13 +174,8 @@ def test_user_file_named_like_a_bundle_file_is_refused_before_the_work(tmp_path,
     out = tmp_path / "bundle"
     shutil.copytree(earlier, out)
     (out / "albedo.png").write_bytes(b"hand-painted")
-    before = snapshot(out)
-    lm = write_json(tmp_path / "lm.json", landmarks_doc(front_points, width=224, height=224))
-    rc, err = cli_inprocess("--landmarks-file", lm, "--output", out)
-    assert rc == 4
-    assert one_line(err) == (f"error: {out / 'albedo.png'}: was not written by FaceForge, and a new result would "
-                             "replace it; move it out of the bundle folder")
-    assert snapshot(out) == before
+    assert_output_refused(out, tmp_path, front_points, f"error: {out / 'albedo.png'}: was not written by FaceForge, "
+                          "and a new result would replace it; move it out of the bundle folder")
 
 
 def test_user_file_clashing_inside_images_is_refused_at_the_swap(tmp_path, model):
@@ -441,6 +441,20 @@ def test_group_photo_of_27_faces_finds_them_all(mp_detector):
     assert cells == [(r, c) for r in range(3) for c in range(9)]
     det = mp_detector.detect(group, "group.jpg", face_index=26)
     assert det.n_faces == 27
+
+
+def test_background_found_as_a_face_is_not_counted(mp_detector):
+    """The group search must not count what the detector takes for a face at one chance scale: on this photo
+    the one pass "finds" a face on the building behind, and the tiles one on the ear. Confirmed in a crop
+    where the face would fill 40 %, only the real face is left (a false "2 faces found" warning before)."""
+    from backend.images import load_image
+
+    photo = load_image(DATA / "detector" / "obama4.jpg").rgb
+    assert len(mp_detector.detect_all(photo)) == 2
+    faces = mp_detector.find_faces(photo, everyone=True)
+    assert len(faces) == 1 and 500 < (faces[0].box[0] + faces[0].box[2]) / 2 < 900  # the face, not the building
+    det = mp_detector.detect(photo, "obama4.jpg")
+    assert det.n_faces == 1 and det.warnings == []
 
 
 def test_face_index_past_the_last_face_is_an_error(tmp_path):
