@@ -65,8 +65,8 @@ def _close_all():
 
 # MediaPipe's face detector (BlazeFace short range) sees the whole image shrunk to 128 px, so it finds a face
 # only when the face box (landmark extent) is at least about 1/8 of the image's long side (tools/
-# measure_face_search.py: 8/8 sample faces at 1/8, 2/8 at 1/11, none below, at any image size). Group photos and
-# small faces are searched again in overlapping tiles, each of which the detector sees at its own scale.
+# measure_face_search.py, 500-4000 px images: 7-8 of 8 sample faces at 1/8, at most 1 at 1/10, none at 1/11).
+# Group photos and small faces are searched again in overlapping tiles, which the detector sees at their own scale.
 MIN_TILE = 384  # smallest tile side: finds faces down to ~50 px across; below that a fit has too few pixels anyway
 SMALL_FACE = 0.25  # a lone face smaller than this share of the long side may have company the first pass missed
 CONFIRM_CROP = 2.5  # a candidate from a group or tile search is looked at again in a crop 2.5x its size
