@@ -1,7 +1,6 @@
 """images -> landmarks -> bundle adjustment -> texture -> result bundle."""
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ import numpy as np
 
 from .errors import CancelledError, FaceForgeError, InputError, NoFaceError
 from .face_model import gaze_angles, load_face_model, shape_names_to_arkit
-from .landmarks.base import FORMATS, Detection
+from .landmarks.base import Detection
 
 
 @dataclass
@@ -26,6 +25,8 @@ class View:
     focal_source: str = "fit"
     warnings: list = field(default_factory=list)
     frame: int | None = None  # source-video frame number: the image is a decoded frame, not a file to copy
+    image_suffix: str = ".png"  # of the bundle's copy (images.bundle_image_plan)
+    copy_source: bool = False  # the bundle keeps source_path byte for byte, else `image` re-encoded
 
 
 def resolve_device(device: str) -> str:
@@ -48,49 +49,31 @@ def _check(cancel):
 
 
 def load_landmarks_file(path) -> list[View]:
-    """User-supplied 2D landmarks, one entry per image (see README: 'Fitting your own landmarks')."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError("landmarks file not found", path)
-    except (OSError, ValueError) as e:
-        raise InputError(f"landmarks file is not valid JSON ({e})", path)
-    fmt = doc.get("format")
-    if fmt not in FORMATS:
-        raise InputError(f"landmarks file needs \"format\": one of {sorted(FORMATS)}", path)
-    views = []
-    for i, entry in enumerate(doc.get("images", [])):
-        pts = np.asarray(entry.get("points", []), np.float64)
-        if pts.shape != (FORMATS[fmt], 2):
-            raise InputError(f"image #{i}: expected {FORMATS[fmt]} points, got shape {pts.shape}", path)
-        img_path = entry.get("image")
-        image, w, h, warnings = None, entry.get("width"), entry.get("height"), []
-        if img_path:
-            p = Path(img_path) if Path(img_path).is_absolute() else path.parent / img_path
-            if p.is_file():
-                from .images import load_image
+    """User-supplied 2D landmarks, one entry per image (see README: 'Fitting your own landmarks'), checked
+    field by field at the door (backend/landmarks_file.py)."""
+    from .images import bundle_image_plan
+    from .landmarks_file import read_landmarks_file
 
-                li = load_image(p)
-                if li.scale != 1.0:
-                    pts = pts * li.scale
-                image, w, h, warnings = li.rgb, li.rgb.shape[1], li.rgb.shape[0], list(li.warnings)
-        if not w or not h:
-            raise InputError(f"image #{i}: give \"width\" and \"height\" when the image file is not available", path)
-        det = Detection(points=pts, format=fmt, box=(*pts.min(0), *pts.max(0)))
-        focal = entry.get("focal_px")
-        views.append(View(name=entry.get("name") or (Path(img_path).stem if img_path else f"view{i}"),
-                          source_path=str(img_path or ""), width=int(w), height=int(h), detection=det, image=image,
-                          focal_px=focal, focal_source="given" if focal else "fit", warnings=warnings))
-    if not views:
-        raise InputError("landmarks file lists no images", path)
+    fmt, entries = read_landmarks_file(path)
+    views = []
+    for e in entries:
+        li = e.image
+        suffix, copy = bundle_image_plan(li) if li is not None else (".png", False)
+        det = Detection(points=e.points, format=fmt, box=(*e.points.min(0), *e.points.max(0)))
+        views.append(View(name=e.name or (e.image_path.stem if e.image_path else f"view{e.index}"),
+                          source_path=str(e.image_path or ""), width=e.width, height=e.height, detection=det,
+                          image=None if li is None else li.rgb, focal_px=e.focal_px,
+                          focal_source="given" if e.focal_px else "fit", warnings=e.warnings,
+                          image_suffix=suffix, copy_source=copy))
+    _dedupe_names(views)
     return views
 
 
 def detect_views(inputs, detector_name="mediapipe", device="cpu", face_index=None, progress=_noop_progress,
                  cancel=None) -> tuple[list[View], list[str]]:
-    from .images import collect_inputs, is_video, load_image
+    from .images import bundle_image_plan, collect_inputs, is_video, load_image
     from .landmarks import make_detector
+    from .landmarks.mediapipe_detector import SMALL_FACE_HINT
 
     files = collect_inputs(list(inputs))
     videos = [f for f in files if is_video(f)]
@@ -115,14 +98,17 @@ def detect_views(inputs, detector_name="mediapipe", device="cpu", face_index=Non
                 if len(files) == 1:
                     raise e
                 continue
+            suffix, copy = bundle_image_plan(li)
             v = View(name=f.stem, source_path=str(f), width=li.rgb.shape[1], height=li.rgb.shape[0], detection=det,
                      image=li.rgb, focal_px=li.exif_focal_px, focal_source="exif" if li.exif_focal_px else "fit",
-                     warnings=list(li.warnings) + [f"{f.name}: {w}" for w in det.warnings])
+                     warnings=[f"{f.name}: {w}" for w in li.warnings + det.warnings], image_suffix=suffix,
+                     copy_source=copy)
             views.append(v)
     finally:
         mp.close()
     if not views:
-        raise NoFaceError("no face found in any of the images", files[0].parent if len(files) > 1 else files[0])
+        raise NoFaceError(f"no face found in any of the images ({SMALL_FACE_HINT})",
+                          files[0].parent if len(files) > 1 else files[0])
     _dedupe_names(views)
     return views, warnings
 
@@ -137,17 +123,29 @@ def _single_video(inputs) -> Path | None:
     return None
 
 
-def _image_suffix(v) -> str:
-    return ".png" if v.frame is not None else (Path(v.source_path).suffix.lower() or ".png")
-
-
 def _dedupe_names(views):
+    """Each view's name becomes a file name in the bundle (images/NAME.jpg): make it one, and unique even
+    on file systems that ignore case."""
     seen = {}
     for v in views:
-        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", v.name) or "view"
-        n = seen.get(base, 0)
-        seen[base] = n + 1
+        base = safe_file_name(v.name, "view")
+        n = seen.get(base.lower(), 0)
+        seen[base.lower()] = n + 1
         v.name = base if n == 0 else f"{base}_{n}"
+
+
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+
+
+def safe_file_name(name: str, default: str) -> str:
+    """`name` as one plain file name on any system: letters (any script), digits, `_`, `.`, `-` only, no
+    leading dot (hidden, or `..`), at most 80 characters; separators and the rest become `_`."""
+    import unicodedata
+
+    base = re.sub(r"[^\w.-]+", "_", unicodedata.normalize("NFC", str(name))).lstrip(".").rstrip(". ")[:80]
+    if base.split(".")[0].upper() in _WINDOWS_RESERVED:
+        base = "_" + base
+    return base or default
 
 
 def fit_views(views: list[View], device="cpu", progress=_noop_progress, cancel=None, config=None):
@@ -191,7 +189,7 @@ def view_report(model, views, res) -> list[dict]:
         expr = {n: round(float(w), 5) for n, w in zip(model.expression_names, res.expression[0, i])}
         out.append({
             "name": v.name,
-            "image": f"images/{v.name}{_image_suffix(v)}" if v.image is not None else None,
+            "image": f"images/{v.name}{v.image_suffix}" if v.image is not None else None,
             "source_path": v.source_path, "width": v.width, "height": v.height,
             "landmark_format": v.detection.format, "landmarks_2d": np.round(v.detection.points, 3).tolist(),
             "n_faces": v.detection.n_faces,
@@ -258,7 +256,11 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
     """Photos (or a landmarks file) -> result bundle. A single video instead gives the same bundle, its views
     the frames the identity was fitted on, plus the tracked animation (frame_step, max_frames, smoothing)."""
     from .bundle import check_output
+    from .options import check_options
 
+    check_options(dict(landmarks=landmarks, landmarks_file=landmarks_file, device=device, texture_size=texture_size,
+                       texture=texture, subject=subject, face_index=face_index, frame_step=frame_step,
+                       max_frames=max_frames, smoothing=smoothing))
     check_output(output)
     progress = progress or _noop_progress
     timings, t_all = {}, time.perf_counter()
@@ -321,16 +323,21 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
     if texture and all(v.image is not None for v in views):
         progress("texture", 0.0, f"baking a {texture_size}px texture")
         tex_info = bake(model, res, views, texture_size, device, extra, files)
+    elif texture:
+        bare = sum(v.image is None for v in views)
+        warnings.append(f"no texture baked: {bare} of {len(views)} views have no photo (landmarks only)")
     timings["texture"] = time.perf_counter() - t
     _check(cancel)
 
     t = time.perf_counter()
     progress("export", 0.0, "writing the result bundle")
+    from .images import encode_image
+
     subject = subject or _subject_name(views)
-    images = [(v.source_path, Path(r["image"]).name) for v, r in zip(views, reports) if r["image"] and v.frame is None]
-    for v, r in zip(views, reports):  # landmark-only, in-memory or video-frame images: save what we loaded
-        if r["image"] and (v.frame is not None or not Path(v.source_path).is_file()):
-            extra[r["image"]] = _png_bytes(v.image)
+    images = [(v.source_path, Path(r["image"]).name) for v, r in zip(views, reports) if r["image"] and v.copy_source]
+    for v, r in zip(views, reports):  # rotated, converted, HEIC or video-frame images: the pixels the fit used
+        if r["image"] and not v.copy_source:
+            extra[r["image"]] = encode_image(v.image, v.image_suffix)
     result = {
         "subject": subject,
         "files": files,
