@@ -510,14 +510,15 @@ def run(quick=False, out="docs", pipeline=None):
         rep()
         rep("![median face error vs views](bench_error_vs_views.png)")
         doc = outp / "benchmarks.md"
-        # The section python -m bench.video owns (the file's last) is kept, not dropped.
-        from .video import SECTION
+        # The sections python -m bench.video and python -m bench.batch own (the file's last) are kept.
+        from .batch import SECTION as BATCH
+        from .video import SECTION as VIDEO
 
         kept = ""
         if doc.is_file():
             old = doc.read_text()
-            if (i := old.find("\n" + SECTION)) >= 0:
-                kept = "\n" + old[i:].strip("\n") + "\n"
+            if starts := [i for sec in (VIDEO, BATCH) if (i := old.find("\n" + sec + "\n")) >= 0]:
+                kept = "\n" + old[min(starts):].strip("\n") + "\n"
         doc.write_text("\n".join(rep.lines) + "\n" + kept)
     results["markdown"] = "\n".join(rep.lines)
     return results

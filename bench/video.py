@@ -414,10 +414,10 @@ def run(seed=0, n_frames=150, rendered_frames=120, noises=(0.0, 1.0, 2.0), smoot
 SECTION = "## Video tracking"  # python -m bench keeps this section when it rewrites the file
 
 
-def write_section(doc: Path, lines: list[str]) -> None:
-    """Replace (or append) the video section of benchmarks.md, leaving the rest alone."""
+def write_section(doc: Path, lines: list[str], section: str = SECTION) -> None:
+    """Replace (or append) one section of benchmarks.md (default: the video section), leaving the rest alone."""
     text = doc.read_text() if doc.is_file() else "# FaceForge benchmarks\n"
-    start = text.find("\n" + SECTION)
+    start = text.find("\n" + section)
     if start >= 0:
         nxt = text.find("\n## ", start + 1)
         text = text[:start] + (text[nxt:] if nxt >= 0 else "\n")

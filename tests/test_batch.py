@@ -157,7 +157,6 @@ def test_local_pool_three_bundles_one_error_and_rerun(manifest, local_run):
 
 
 def test_ray_local_cluster_three_bundles_one_error_and_rerun(manifest, tmp_path):
-    pytest.importorskip("ray", reason="requirements-ray.txt is installed by build.py setup")
     out = tmp_path / "out"
     # --ray local: ray.init(num_cpus=2) in the driver; the items run as Ray tasks in Ray's worker processes
     rc, events, err = batch(manifest, "--output", out, "--no-texture", "--ray", "local", "--workers", "2")

@@ -9,11 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
+from .resume import atomic_write
 from .spec import REPORT_CSV, REPORT_JSON
 
 CSV_COLUMNS = ["subject", "status", "seconds", "peak_rss_mib", "error", "bundle", "blend", "glb", "inputs"]
@@ -57,27 +57,17 @@ class BatchReport:
         doc = {"schema": "faceforge.batch_report", "schema_version": 1, **self.header,
                "started": _iso(self.started), "updated": _iso(time.time()), "finished": final,
                "summary": self.summary(wall_s), "items": list(self.records.values())}
-        _atomic_write(self.out_dir / REPORT_JSON, json.dumps(doc, indent=1))
+        atomic_write(self.out_dir / REPORT_JSON, json.dumps(doc, indent=1))
         buf = io.StringIO()
         w = csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
         for r in self.records.values():
             w.writerow({**r, "inputs": ";".join(r.get("inputs") or [])})
-        _atomic_write(self.out_dir / REPORT_CSV, buf.getvalue())
+        atomic_write(self.out_dir / REPORT_CSV, buf.getvalue())
 
 
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class Progress:

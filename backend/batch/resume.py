@@ -41,16 +41,21 @@ def read_state(out_dir: Path, subject: str) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
-def write_state(out_dir: Path, subject: str, doc: dict) -> None:
-    path = state_path(out_dir, subject)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never a half-written one."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(doc, indent=1))
+        tmp.write_text(text)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_state(out_dir: Path, subject: str, doc: dict) -> None:
+    path = state_path(out_dir, subject)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(doc, indent=1))
 
 
 def clear_state(out_dir: Path, subject: str) -> None:

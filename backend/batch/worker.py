@@ -120,7 +120,7 @@ def run_item(task: dict) -> dict:
     bundle = out_dir / item.subject
     rec = {"subject": item.subject, "status": "failed", "action": task["action"], "error": None,
            "error_code": None, "seconds": 0.0, "timings_s": None, "peak_rss_mib": None,
-           "host": platform.node(), "pid": os.getpid(), "bundle": None}
+           "host": platform.node(), "pid": os.getpid(), "bundle": None, "started": time.time()}
     t0 = time.perf_counter()
     _reset_peak_rss()
     # The local pool stops workers with SIGTERM (Ctrl-C, cancel). During an item it raises KeyboardInterrupt
@@ -151,6 +151,7 @@ def run_item(task: dict) -> dict:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
         rec["seconds"] = round(time.perf_counter() - t0, 3)
+        rec["ended"] = time.time()
         rec["peak_rss_mib"] = round(_peak_rss_mib(), 1)
         rec.update(_worker_facts())
     return rec
