@@ -73,6 +73,7 @@ def run(n_items: int = 8, texture_size: int = 2048, ray: bool = True) -> list[st
     from .accuracy import machine_info
 
     t_all = time.perf_counter()
+    load_start = os.getloadavg()[0]
     lines = [SECTION, "", f"Command: `python -m bench.batch --items {n_items} --out docs`. Machine:", ""]
     lines += machine_info()
     lines += ["", f"{n_items} independent items, subject folders alternating tests/data/multiview-mvfnet and "
@@ -125,7 +126,12 @@ def run(n_items: int = 8, texture_size: int = 2048, ray: bool = True) -> list[st
                  "start-up, so an item pays only the second figure")
     lines += ["", f"Benchmark wall time {time.perf_counter() - t_all:.1f} s; load average at the end: "
               "%.2f / %.2f / %.2f." % os.getloadavg()]
-    print("\n".join(lines[-6:]), flush=True)
+    busy = max(load_start, os.getloadavg()[0])
+    if busy > 0.5 * cores:  # other work on the cores: each run got a different, unknown share of them
+        lines += ["", f"**Measured under load** (1-min load average up to {busy:.1f} on {cores} cores, other jobs "
+                  "running): times are inflated and the ratios between runs are not reliable; rerun on a quiet "
+                  "machine."]
+    print("\n".join(lines[-8:]), flush=True)
     return lines
 
 

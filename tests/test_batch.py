@@ -170,7 +170,7 @@ def test_ray_local_cluster_three_bundles_one_error_and_rerun(manifest, tmp_path)
 
 
 def test_ctrl_c_keeps_finished_bundles_and_leaves_no_half_one(tmp_path):
-    subjects = [f"s{i}" for i in range(6)]
+    subjects = [f"s{i}" for i in range(4)]
     spec = _manifest(tmp_path / "spec", subjects, broken=False)
     out = tmp_path / "out"
     # one worker: when the first item is reported the next one is running, and SIGINT (to the whole process
@@ -203,7 +203,7 @@ def test_ctrl_c_keeps_finished_bundles_and_leaves_no_half_one(tmp_path):
 
     finished = [s for s in subjects if status[s] == "done"]
     before = _bundle_stamps(out, finished)
-    rc, events, err = batch(spec, "--output", out, "--no-texture", "--workers", "1")
+    rc, events, err = batch(spec, "--output", out, "--no-texture", "--workers", "2")
     assert rc == 0, err
     rep = _report(out)
     assert all(rep[s]["status"] == ("skipped" if s in finished else "done") for s in subjects), rep

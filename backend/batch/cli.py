@@ -21,7 +21,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     run.add_argument("--threads-per-worker", type=int, help="CPU threads per worker (default: cores / workers; "
                                                             "Ray: 1 CPU per task)")
     run.add_argument("--memory-per-worker", type=float, metavar="GB",
-                     help="memory budget per worker, sizes the pool (default 4 with a texture, 1.5 without)")
+                     help="memory budget per worker, sizes the pool (default 5 with a texture, 1.5 without)")
     run.add_argument("--ray", metavar="auto|ADDRESS|local",
                      help="run the items as Ray tasks: auto = the cluster this machine belongs to, ADDRESS = "
                           "ray://host:10001 or host:6379, local = a private Ray instance on this machine")

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from .worker import init_local_worker, run_item
 
-# A photo job's peak resident memory, measured by `python -m bench.batch` (docs/benchmarks.md, Batch):
-# ~3.7 GB with the default 2048 px texture bake, ~1.3 GB without a texture; budgets leave some room.
-MEMORY_PER_WORKER_GB = {"texture": 4.0, "no_texture": 1.5}
+# A worker's peak resident memory on a photo job, measured by `python -m bench.batch` (docs/benchmarks.md,
+# Batch): 4.0-4.8 GB with the default 2048 px texture bake, 0.55 GB without a texture (~1.3 GB in a worker
+# that baked a texture before: freed memory stays with the process); budgets leave some room.
+MEMORY_PER_WORKER_GB = {"texture": 5.0, "no_texture": 1.5}
 
 
 def usable_cores() -> int:

@@ -9,6 +9,8 @@ budget of a worker, so Ray never packs more of them onto a node than its memory 
 """
 from __future__ import annotations
 
+import os
+
 from ..errors import InputError, SetupError
 from ..paths import REPO_ROOT
 from .worker import run_item
@@ -55,7 +57,12 @@ class RayPool:
                 else:
                     ray.init(address=address, **kw)
             except (ConnectionError, ValueError, RuntimeError) as e:
-                raise InputError(f"cannot connect to the Ray cluster ({' '.join(str(e).split())[:300]})",
+                # Ray 2.60 turns token authentication on for `ray start` clusters but leaves it off in a
+                # driver that connects by address, which then fails as "cannot connect" (checked here)
+                hint = ("; if the cluster uses token authentication (Ray's default for `ray start` since 2.59), "
+                        "run with RAY_AUTH_MODE=token" if address != "local" and not os.environ.get("RAY_AUTH_MODE")
+                        else "")
+                raise InputError(f"cannot connect to the Ray cluster ({' '.join(str(e).split())[:300]}){hint}",
                                  f"--ray {address}") from None
             self.started_here = True
         res = ray.cluster_resources()
