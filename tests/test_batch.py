@@ -148,12 +148,10 @@ def test_local_pool_three_bundles_one_error_and_rerun(manifest, local_run):
 
     # without the broken item nothing is left to do: no worker is even started
     ok = _manifest(manifest.parent, GOOD, broken=False)
-    t = time.perf_counter()
     rc, events, err = batch(ok, "--output", out, "--no-texture")
     assert rc == 0, err
     assert events[0]["to_run"] == 0 and events[0]["executor"]["kind"].startswith("none")
     assert _bundle_stamps(out, GOOD) == before
-    assert time.perf_counter() - t < 30  # no pool start-up (measured ~0.5 s; a pool alone takes ~4 s)
 
 
 def test_ray_local_cluster_three_bundles_one_error_and_rerun(manifest, tmp_path):
@@ -208,6 +206,44 @@ def test_ctrl_c_keeps_finished_bundles_and_leaves_no_half_one(tmp_path):
     rep = _report(out)
     assert all(rep[s]["status"] == ("skipped" if s in finished else "done") for s in subjects), rep
     assert _bundle_stamps(out, finished) == before
+
+
+def _pool_workers(driver_pid: int) -> list[int]:
+    """PIDs of the driver's pebble workers (spawned children; not multiprocessing's resource tracker)."""
+    kids = Path(f"/proc/{driver_pid}/task/{driver_pid}/children").read_text().split()
+    return [int(k) for k in kids if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the worker through Linux's /proc")
+def test_a_killed_worker_fails_only_its_item(manifest, tmp_path):
+    """What the kernel's OOM killer does to a worker: that item is reported, the batch goes on in a new worker."""
+    spec = tmp_path / "m.csv"
+    photo = DATA / "multiview-mvfnet" / "front.jpg"  # with the 2048 px texture: several seconds of work
+    spec.write_text(f"subject,inputs,landmarks_file\nana,,{manifest.parent / 'ana.json'}\nphoto,{photo},\n"
+                    f"ben,,{manifest.parent / 'ben.json'}\n")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "backend", "batch", str(spec), "--output", str(out),
+                             "--workers", "1", "--progress", "json"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if json.loads(line)["event"] == "item":  # 'ana' is done: the one worker has taken 'photo'
+                time.sleep(1.0)  # past pebble's hand-over; the photo item takes >= 5 s (texture bake)
+                (worker,) = _pool_workers(proc.pid)
+                os.kill(worker, signal.SIGKILL)
+                break
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    rep = _report(out)
+    assert rep["ana"]["status"] == "done" and rep["ben"]["status"] == "done"
+    assert rep["photo"]["status"] == "failed" and rep["photo"]["error_code"] == "worker"
+    assert "worker process died" in rep["photo"]["error"] and "SIGKILL" in rep["photo"]["error"]
+    assert rep["ben"]["pid"] != rep["ana"]["pid"]  # a new worker took over
+    assert not (out / "photo").exists()
+    _no_leftovers(out)
 
 
 @pytest.mark.slow

@@ -61,6 +61,8 @@ def _run(items, spec, out_dir, workers, threads, memory_gb, ray, progress, force
                 pool.submit({"item": it, "out_dir": str(out_dir), "action": actions[it.subject],
                              "blend": blend, "glb": glb, "threads": pool.threads})
             for _task, rec in (pool.results() if pool else ()):
+                if rec.get("error_code") == "worker" and pool.kind == "local":
+                    _sweep(out_dir, [rec["subject"]])  # a killed worker may have left a temporary bundle
                 report.set(rec["subject"], rec)
                 prog.item(rec)
                 report.write(time.perf_counter() - t0)
@@ -173,7 +175,9 @@ def _batch_lock(out_dir: Path):
 
 
 def _sweep(out_dir: Path, subjects) -> None:
-    """After a cancel: temporary folders of local workers that were killed before they could clean up."""
+    """Temporary folders of local workers that were killed before they could clean up (their PIDs are dead
+    now, which is what output_dir's sweep checks; a Ray worker's PID belongs to another host's namespace,
+    so Ray items are left to the next writer of the same bundle)."""
     from ..output_dir import recover
 
     for s in subjects:

@@ -143,10 +143,14 @@ def run_item(task: dict) -> dict:
     except FaceForgeError as e:
         rec["error"], rec["error_code"] = _one_line(e), e.code
     except MemoryError:
-        rec["error"], rec["error_code"] = "out of memory (fewer workers: --workers, or --memory-per-worker)", "memory"
+        rec["error"] = "out of memory (use fewer workers: --workers N, or a larger --memory-per-worker)"
+        rec["error_code"] = "memory"
     except Exception as e:  # noqa: BLE001 - a bug in one item must not stop the batch
-        rec["error"] = f"internal error ({type(e).__name__}: {_one_line(e)}); rerun it alone with --debug"
+        import traceback
+
+        rec["error"] = f"internal error ({type(e).__name__}: {_one_line(e)}); please report it with its traceback"
         rec["error_code"] = "internal"
+        rec["traceback"] = traceback.format_exc()  # batch_report.json only: the error itself stays one line
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
