@@ -70,6 +70,24 @@ def batch(*args, timeout=300):
     return proc.returncode, events, proc.stderr
 
 
+def batch_until_first_item(act, *args):
+    """The CLI with JSON progress; act(proc) once the first item is reported. (returncode, rest of stdout,
+    stderr). Its own session, so a signal to its process group reaches only the batch and its workers."""
+    proc = subprocess.Popen([sys.executable, "-m", "backend", "batch", *map(str, args), "--progress", "json"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        for line in proc.stdout:
+            if json.loads(line)["event"] == "item":
+                act(proc)
+                break
+        rest, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, rest, err
+
+
 def _report(out: Path) -> dict:
     doc = json.loads((out / "batch_report.json").read_text())
     return {r["subject"]: r for r in doc["items"]} | {"_summary": doc["summary"], "_doc": doc}
@@ -173,20 +191,9 @@ def test_ctrl_c_keeps_finished_bundles_and_leaves_no_half_one(tmp_path):
     out = tmp_path / "out"
     # one worker: when the first item is reported the next one is running, and SIGINT (to the whole process
     # group, as a terminal's Ctrl-C does) arrives while it is
-    proc = subprocess.Popen([sys.executable, "-m", "backend", "batch", str(spec), "--output", str(out),
-                             "--no-texture", "--workers", "1", "--progress", "json"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        for line in proc.stdout:
-            ev = json.loads(line)
-            if ev["event"] == "item":
-                os.killpg(proc.pid, signal.SIGINT)
-                break
-        rest, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    rc, rest, err = batch_until_first_item(lambda proc: os.killpg(proc.pid, signal.SIGINT), spec, "--output", out,
+                                           "--no-texture", "--workers", "1")
+    assert rc == 130, err
     assert "error: cancelled" in err
     assert json.loads(rest.splitlines()[-1])["cancelled"] is True
     rep = _report(out)
@@ -222,21 +229,13 @@ def test_a_killed_worker_fails_only_its_item(manifest, tmp_path):
     spec.write_text(f"subject,inputs,landmarks_file\nana,,{manifest.parent / 'ana.json'}\nphoto,{photo},\n"
                     f"ben,,{manifest.parent / 'ben.json'}\n")
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "backend", "batch", str(spec), "--output", str(out),
-                             "--workers", "1", "--progress", "json"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        for line in proc.stdout:
-            if json.loads(line)["event"] == "item":  # 'ana' is done: the one worker has taken 'photo'
-                time.sleep(1.0)  # past pebble's hand-over; the photo item takes >= 5 s (texture bake)
-                (worker,) = _pool_workers(proc.pid)
-                os.kill(worker, signal.SIGKILL)
-                break
-        _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, err
+    def kill_the_worker(proc):  # 'ana' is done: the one worker has taken 'photo'
+        time.sleep(1.0)  # past pebble's hand-over; the photo item takes >= 5 s (texture bake)
+        (worker,) = _pool_workers(proc.pid)
+        os.kill(worker, signal.SIGKILL)
+
+    rc, _, err = batch_until_first_item(kill_the_worker, spec, "--output", out, "--workers", "1")
+    assert rc == 1, err
     rep = _report(out)
     assert rep["ana"]["status"] == "done" and rep["ben"]["status"] == "done"
     assert rep["photo"]["status"] == "failed" and rep["photo"]["error_code"] == "worker"
