@@ -73,9 +73,11 @@ def batch(*args, timeout=300):
 def batch_until_first_item(act, *args):
     """The CLI with JSON progress; act(proc) once the first item is reported. (returncode, rest of stdout,
     stderr). Its own session, so a signal to its process group reaches only the batch and its workers."""
+    # SIGINT back to its default in the child: a test run started in the background (`cmd &` in a script)
+    # inherits it ignored, and Python then never raises KeyboardInterrupt
     proc = subprocess.Popen([sys.executable, "-m", "backend", "batch", *map(str, args), "--progress", "json"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stdout:
             if json.loads(line)["event"] == "item":

@@ -52,8 +52,8 @@ class RayPool:
             env = {"env_vars": {"PYTHONPATH": str(REPO_ROOT), "GLOG_minloglevel": "2"}}
             kw = dict(runtime_env=env, log_to_driver=False, include_dashboard=False)
             try:
-                if address == "local":
-                    ray.init(num_cpus=local_cpus, **kw)
+                if address == "local":  # "local" even if a cluster runs here (or a crashed one left its address)
+                    ray.init(address="local", num_cpus=local_cpus, **kw)
                 else:
                     ray.init(address=address, **kw)
             except (ConnectionError, ValueError, RuntimeError) as e:
