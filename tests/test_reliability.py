@@ -273,7 +273,7 @@ def test_different_people_across_views_is_flagged():
     the subject's views. backend/fit/identity_check.py (leave-one-out: fit each view with the identity of the others)
     must name the stranger and only the stranger. In-process: the same functions reconstruct() calls."""
     from backend import pipeline
-from backend.fit import identity_check
+    from backend.fit import identity_check
 
     views, _ = pipeline.detect_views([*MVF, DATA / "multiview-hrn" / "5932.jpg"])
     model, spec, res = pipeline.fit_views(views)

@@ -42,11 +42,11 @@ class FitConfig:
     identity_prior: float = 1.0  # weight of |a|^2 (a in units of the mode's std)
     expression_l2: float = 0.5
     expression_l1: float = 1.0
-    focal_prior: float = 4.0  # weight of (log f - log f0)^2 when f0 is a guess
+    focal_prior: float = 7.5  # weight of (log f - log f0)^2 when f0 is a guess
     focal_prior_exif: float = 400.0  # ... when f0 comes from EXIF or the caller
     # Without EXIF: centre the focal prior on a real camera of this 35 mm-equivalent focal (diagonal convention:
     # f_px = mm * image diagonal / 43.27) instead of on the best of the focal probes; None keeps the probe.
-    focal_prior_equiv_mm: float | None = None
+    focal_prior_equiv_mm: float | None = 45.0
     huber: float = 3.0  # in units of landmark_sigma
     contour_weight: float = 0.5
     rigid_iterations: int = 3
@@ -64,9 +64,13 @@ class FitConfig:
     temporal_smoothing: float = 0.0  # weight of |b_v - b_{v+1}|^2 (video frames in order)
     # antagonist shapes (eyeWide/eyeBlink, jawLeft/jawRight, ...: ANTAGONISTS) cost 2 w b_i b_j together: a face
     # cannot do both, and a rig that receives both does neither
-    antagonist_weight: float = 0.0
+    antagonist_weight: float = 10.0
     # scale of the detector's own expression scores as a prior (per shape weights from the calibration); 0 = off
-    blendshape_prior: float = 0.0
+    blendshape_prior: float = 3.0
+    # ... and the largest per-shape spread it uses (%): on rendered faces MediaPipe misjudges the shapes it reads from
+    # appearance (squint from the cheek, brows from wrinkles) that our renders lack, so their measured spread
+    # would silence it on real photos, where those cues exist
+    blendshape_sigma_cap: float = 0.2
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
 
@@ -294,7 +298,8 @@ class BundleAdjuster:
         if scores is not None and c.blendshape_prior > 0 and self.spec.blendshape_sigma is not None:
             s = torch.as_tensor(np.asarray(scores, np.float64), dtype=dt, device=dev)
             have = torch.isfinite(s)
-            w = c.blendshape_prior / torch.as_tensor(self.spec.blendshape_sigma, dtype=dt, device=dev) ** 2
+            sig = torch.as_tensor(np.minimum(self.spec.blendshape_sigma, c.blendshape_sigma_cap), dtype=dt, device=dev)
+            w = c.blendshape_prior / sig ** 2
             pb.expression_target = torch.where(have, s, torch.zeros_like(s)).clamp(0, 1)
             pb.expression_weight = torch.where(have, w.expand_as(s), torch.zeros_like(s))
 
