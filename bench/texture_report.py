@@ -38,6 +38,7 @@ def views_from_bundle(bundle: str | Path, model=None) -> tuple[np.ndarray, list[
         cam = v["camera"]
         expr = np.array([v["expression"].get(n, 0.0) for n in model.expression_names], np.float32)
         views.append({"name": v["name"], "image": img[..., ::-1].copy(), "expression": expr,
+                      "landmarks": np.asarray(v["landmarks_2d"], np.float64) if v.get("landmarks_2d") else None,
                       "R": np.asarray(cam["R"]), "t": np.asarray(cam["t"]),
                       "fx": cam["fx"], "fy": cam["fy"], "cx": cam["cx"], "cy": cam["cy"]})
     return identity, views
