@@ -91,8 +91,13 @@ def _barycentrics(model: FaceModel, tri_ids: np.ndarray, size: int, rows, cols, 
     w0 = ((bx - px) * (cy - py) - (by - py) * (cx - px)) * inv
     w1 = ((cx - px) * (ay - py) - (cy - py) * (ax - px)) * inv
     b = np.stack([w0, w1, 1.0 - w0 - w1]).astype(np.float32)
-    # a sliver triangle can extrapolate wildly a couple of texels away; the ring only needs near values
-    return np.clip(b, -2.0, 3.0)
+    # a texel far outside a small or sliver triangle would extrapolate wildly: there the
+    # triangle's nearest value (clamped barycentrics) is the better guess
+    far = ((b < -0.5) | (b > 1.5)).any(0)
+    if far.any():
+        c = np.clip(b[:, far], 0, None)
+        b[:, far] = c / np.maximum(c.sum(0, keepdims=True), 1e-9)
+    return b
 
 
 @dataclass
@@ -237,8 +242,12 @@ def build_atlas(model: FaceModel, size: int) -> Atlas:
 
     ids = _paint_ids(model, skin_tris, h)
     inside = ids >= 0
+    skin = paint_mask(model, skin_tris, size)
     dist, (ni, nj) = ndimage.distance_transform_edt(~inside, return_indices=True)
-    region = dist <= _RING
+    # the ring, and every coarse texel (plus one around) over some full-resolution skin: slivers
+    # thinner than a coarse texel (nostrils, lid rims) paint no coarse texel centre of their own
+    cover = skin.reshape(h, f, w, f).any(axis=(1, 3))
+    region = (dist <= _RING) | cv2.dilate(cover.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     rows, cols = np.nonzero(region)
     local = ids[ni[rows, cols], nj[rows, cols]]
     bary = _barycentrics(model, skin_tris, h, rows, cols, local)
@@ -271,7 +280,6 @@ def build_atlas(model: FaceModel, size: int) -> Atlas:
         cut[a] |= bad & region[a]
         cut[b] |= bad & region[b]
     # full-resolution skin texels whose bilinear footprint touches a cut texel
-    skin = paint_mask(model, skin_tris, size)
     near_cut = cv2.dilate(cut.astype(np.uint8), np.ones((3, 3), np.uint8))
     if f > 1:
         near_cut = np.repeat(np.repeat(near_cut, f, 0), f, 1)

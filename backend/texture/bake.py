@@ -180,7 +180,7 @@ def _to_raster(xy, box, s):
     return ((xy - np.array(box[:2], np.float32)) + 0.5) * s - 0.5
 
 
-def _observe(model: FaceModel, at, reg, V, view: dict, occ, skin_tris, device) -> _View | None:
+def _observe(model: FaceModel, at, reg, V, view: dict, occ, skin_tris, device, skin_only=True) -> _View | None:
     img = _rgb(view["image"])
     H, W = img.shape[:2]
     R = np.asarray(view["R"], np.float64)
@@ -250,8 +250,8 @@ def _observe(model: FaceModel, at, reg, V, view: dict, occ, skin_tris, device) -
 
     # this photo's skin colour, from its inner face as the fit sees it
     pick = reg.sample & (w_vis > 0.3)
-    skin_model = fit_skin_colour(colour[pick], w_vis[pick])
-    person = view.get("person")
+    skin_model = fit_skin_colour(colour[pick], w_vis[pick]) if skin_only else None
+    person = view.get("person") if skin_only else None
     face_photo_px = face_px / s
     masks = photo_masks(img, to_linear, skin_model, person, box, face_photo_px)
     mc = cv2.remap(masks.packed, mapc, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT).astype(np.float32)
@@ -371,13 +371,12 @@ def _complete(model, at, reg, obs, seen, low, seen_c, mirror=True, exemplar_mask
     conf = np.minimum(conf, at.upsample(soft_c))
     conf *= at.skin
     # tone on the mesh
-    K = len(at.skin_vertices)
     vals = at.vertex_sample(low)
     wts = at.vertex_sample(soft_c[..., None])[:, 0]
-    tone_v = mesh_fill(model, np.maximum(vals, 1e-4), wts, prior=prior,
+    tone_v = mesh_fill(model, at.skin_vertices, np.maximum(vals, 1e-4), wts, prior=prior,
                        mirror_weight=0.7 if mirror else 0.0)
     full_v = np.zeros((model.n_vertices, 3), np.float32)
-    full_v[at.skin_vertices] = tone_v[:K]
+    full_v[at.skin_vertices] = tone_v
     tone_c = at.low_grid(at.interpolate_low(full_v))
     tone_c = np.maximum(tone_c, 1e-4)
     # the observed layer relative to its own smooth version: detail in all bands above the tone's
@@ -445,7 +444,7 @@ def _flat_islands(albedo, at, skin_tone):
 
 def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], size: int = 2048, device="cpu",
                   delight: bool = True, detail: bool = True, metrics: bool = True, hair: str = "remove",
-                  eyes: bool = True, cancel=None, probes: list | None = None) -> dict:
+                  eyes: bool = True, cancel=None, probes: list | None = None, skin_only: bool = True) -> dict:
     """Bake textures from fitted views. See the module docstring.
 
     views: dicts with image (H, W, 3) uint8 RGB, expression, R, t, fx, fy, cx, cy, and optionally
@@ -454,6 +453,8 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
     "keep" (the photos' hair blended back through the hair mask). cancel: callable, checked
     between stages and views (raises CancelledError). probes: optional per-view float images
     (H, W) baked with exactly the skin albedo's weights (development: contamination measure).
+    skin_only=False bakes whatever the cameras see on the mesh (no segmentation; development:
+    measures the geometry of the bake on textures that are not skin-coloured).
 
     Returns {albedo: uint8 (size, 2*size, 3), hair_mask: uint8 (size, 2*size), normal: uint8
     (size, 2*size, 3) | None, eye_albedo / iris_albedo: uint8 (E, E, 3) | None, lighting, metrics:
@@ -482,7 +483,7 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
     obs, kept = [], []
     rng = np.random.default_rng(0)
     for i, v in enumerate(views):
-        o = _observe(model, at, reg, posed[i], v, occ, skin_tris, device)
+        o = _observe(model, at, reg, posed[i], v, occ, skin_tris, device, skin_only)
         _check(cancel)
         if o is None:
             continue
@@ -587,7 +588,7 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
         t0 = time.perf_counter()
         from .eyes import bake_eyes
 
-        eye = bake_eyes(model, identity, [views[i] for i in kept], obs, device=device)
+        eye = bake_eyes(model, identity, [views[i] for i in kept], obs, device=device, skin_tone=skin_tone)
         T["eyes"] = time.perf_counter() - t0
         _check(cancel)
 
@@ -600,10 +601,13 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
         t0 = time.perf_counter()
         alb_c = at.downsample(albedo)
         for o, g in zip(obs, gains):
-            render, photo, mask = _render_view(o, model, at, alb_c, o.light, g)
+            render, photo, mask = _render_view(o, model, at, alb_c, o.light, g, reg.trusted)
+            flat = np.broadcast_to(photo[mask].mean(0) if mask.any() else np.zeros(3), photo.shape)
             out_metrics.append({"psnr_db": round(psnr(photo, render, mask), 3),
                                 "ssim": round(masked_ssim(photo, render, mask), 4),
-                                "mask_pixels": int(mask.sum())})
+                                "mask_pixels": int(mask.sum()),
+                                # the same pixels predicted by their mean colour: "no texture at all"
+                                "flat_psnr_db": round(psnr(photo, flat, mask), 3)})
             renders.append(render)
         T["metrics"] = time.perf_counter() - t0
     T["total"] = time.perf_counter() - t_all
@@ -654,30 +658,29 @@ def _hair_tone(hlow, hseen_c, reg):
     return np.array([0.03, 0.02, 0.015], np.float32)  # dark brown
 
 
-def _render_view(o: _View, model: FaceModel, at, albedo_c: np.ndarray, L, gain):
+def _render_view(o: _View, model: FaceModel, at, albedo_c: np.ndarray, L, gain, trusted_c):
     """Re-render the textured face into the view's raster (the head box at RASTER_PX): returns
-    (render uint8, photo at the same scale uint8, face mask)."""
+    (render uint8, photo at the same scale uint8, metric mask). The mask is the face where the
+    photo shows this person's skin or the trusted face (lips, brows): hair and background are not
+    in the albedo, by design, and two pixels in from the silhouette."""
+    from .raster import sample_points
+
     tris = model.triangles()
-    tri_uvs = model.triangle_uvs()
     ras = o.ras
-    occ = np.nonzero(atlas_mod.tri_part_mask(model, atlas_mod.OCCLUDER_PARTS))[0]
     x0, y0, x1, y1 = o.box
     hr, wr = ras.tri.shape
     photo = cv2.resize(o.image[y0:y1, x0:x1], (wr, hr), interpolation=cv2.INTER_AREA)
     hit = ras.tri >= 0
     gt = np.full(ras.tri.shape, -1, np.int64)
-    gt[hit] = occ[ras.tri[hit]]
-    face_tris = atlas_mod.tri_part_mask(model, ("face",))
-    mask = hit & face_tris[np.maximum(gt, 0)]
-    ys, xs = np.nonzero(mask)
+    gt[hit] = o.occ[ras.tri[hit]]
+    face = hit & atlas_mod.tri_part_mask(model, ("face",))[np.maximum(gt, 0)]
+    ys, xs = np.nonzero(face)
     t = gt[ys, xs]
     b = ras.bary[ys, xs]
-    uv = (model.uv[tri_uvs[t]] * b[..., None]).sum(1)
+    uv = (model.uv[model.triangle_uvs()[t]] * b[..., None]).sum(1)
     h = albedo_c.shape[0]
     mx = (uv[:, 0] * h - 0.5).astype(np.float32)
     my = ((1 - uv[:, 1]) * h - 0.5).astype(np.float32)
-    from .raster import sample_points
-
     col = sample_points(albedo_c, mx, my)
     if L is not None:
         n = (o.nv[tris[t]] * b[..., None]).sum(1)
@@ -687,6 +690,9 @@ def _render_view(o: _View, model: FaceModel, at, albedo_c: np.ndarray, L, gain):
         col = col / gain
     render = photo.copy()
     render[ys, xs] = to_srgb(col)
-    # two pixels in from the silhouette: edge pixels mix face and background in the photo
-    mask_e = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2).astype(bool)
-    return render, photo, mask_e
+    pm = cv2.resize(o.masks[y0:y1, x0:x1], (wr, hr), interpolation=cv2.INTER_AREA)
+    keep = ((sample_points(trusted_c, mx, my) > 0.5) & (pm[ys, xs, 1] > 127)) | (pm[ys, xs, 0] > 127)
+    mask = np.zeros((hr, wr), np.uint8)
+    mask[ys[keep], xs[keep]] = 1
+    face_e = cv2.erode(face.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2)
+    return render, photo, (mask & face_e).astype(bool)

@@ -326,8 +326,10 @@ def _parametric(rho, rho_l, fib, iris_col, sclera_col, pupil_frac):
     return (col * (1 - t_limbus) + sclera * t_limbus).astype(np.float32)
 
 
-def bake_eyes(model: FaceModel, identity, views: list[dict], observed, device="cpu", size: int = EYE_SIZE) -> dict:
-    """Eye images from fitted views; observed = bake._View per view (posed vertices reused)."""
+def bake_eyes(model: FaceModel, identity, views: list[dict], observed, device="cpu", size: int = EYE_SIZE,
+              skin_tone: np.ndarray | None = None) -> dict:
+    """Eye images from fitted views; observed = bake._View per view (posed vertices reused);
+    skin_tone: the albedo's median skin colour (linear), the reference a sclera must outshine."""
     from .atlas import _MODELS
     from .bake import to_linear, to_srgb
 
@@ -359,6 +361,7 @@ def bake_eyes(model: FaceModel, identity, views: list[dict], observed, device="c
     info = {"iris_px_max": round(iris_px, 1), "source": "parametric", "views_with_eyes": len(samples)}
 
     iris_col, sclera_col, pupil_frac = _DEFAULT_IRIS.copy(), _DEFAULT_SCLERA.copy(), 0.4
+    sclera_seen = False
     prof = None
     if samples:
         tex = np.concatenate([s[0] for s in samples])
@@ -380,6 +383,7 @@ def bake_eyes(model: FaceModel, identity, views: list[dict], observed, device="c
         in_sclera = (rho > 1.15 * rho_l) & (rho < 1.8 * rho_l)
         if w[in_sclera].sum() > 0:
             sclera_col = np.median(col[in_sclera], 0).astype(np.float32)
+            sclera_seen = True
         if iris_px >= MIN_IRIS_PX:
             prof, pw = _profile(rho, col, w, edges)
             info["source"] = "photos"
@@ -387,6 +391,14 @@ def bake_eyes(model: FaceModel, identity, views: list[dict], observed, device="c
             np.add.at(wacc, tex, w)
         else:
             info["source"] = "parametric, iris colour from the photos"
+    # a sclera darker than ~0.6x the skin is lashes, lid shadow and iris edge mixed (small eyes,
+    # squints): then a white at the photos' exposure, and the photos only for the iris
+    luma = np.array([0.2126, 0.7152, 0.0722], np.float32)
+    ref = None if skin_tone is None else float(np.asarray(skin_tone, np.float32) @ luma)
+    if ref is not None and (not sclera_seen or float(sclera_col @ luma) < 0.6 * ref):
+        sclera_seen = False
+        sclera_col = (_DEFAULT_SCLERA * np.clip(1.6 * ref / float(_DEFAULT_SCLERA @ luma), 0.3, 1.3)).astype(np.float32)
+    info["sclera"] = "photos" if sclera_seen else "parametric"
     # parametric base everywhere, then the observed radial profile where it has support,
     # then the observed texels where seen
     sel = shell["texel"]
@@ -408,12 +420,13 @@ def bake_eyes(model: FaceModel, identity, views: list[dict], observed, device="c
         # the observed profile replaces the parametric radial shape; the iris keeps its fibres
         r = shell["rho"] / rho_l
         fib = 1 + shell["fibres"] * ((r > pupil_frac + 0.05) & (r < 1.0))
-        use = np.isfinite(pr).all(1) & (shell["front"] > 0)
+        limit = np.inf if sclera_seen else 1.0
+        use = np.isfinite(pr).all(1) & (shell["front"] > 0) & (r < limit)
         base[use] = pr[use] * fib[use, None]
         seen = wacc[sel] > 0
         mean = np.zeros_like(base)
         mean[seen] = (acc[sel][seen] / wacc[sel][seen, None]).astype(np.float32)
-        a = np.clip(wacc[sel] / 0.5, 0, 1)[:, None].astype(np.float32)
+        a = np.clip(wacc[sel] / 0.5, 0, 1)[:, None].astype(np.float32) * (r < limit)[:, None]
         base = base * (1 - a) + mean * a
     eye_lin = np.zeros((n_tex, 3), np.float32)
     eye_lin[sel] = base

@@ -34,35 +34,37 @@ _EPS = 1e-3
 MIRROR_WEIGHT = 0.7
 
 
-@functools.lru_cache(maxsize=2)
-def _mesh(model_key: int, n_skin: int):
+@functools.lru_cache(maxsize=4)
+def _mesh(model_key: int, vertices_key: bytes):
+    """Graph Laplacian over the skin vertices (local indices, in the order given) and each
+    vertex's mirror (x -> -x) as a local index, -1 where the mesh has none within 3 mm."""
+    from scipy.spatial import cKDTree
+
     from .atlas import _MODELS
 
     model = _MODELS[model_key]
-    tris = model.triangles()[tri_part_mask(model, SKIN_PARTS)]
+    verts = np.frombuffer(vertices_key, np.int64)
+    local = np.full(model.n_vertices, -1, np.int64)
+    local[verts] = np.arange(len(verts))
+    tris = local[model.triangles()[tri_part_mask(model, SKIN_PARTS)]]
     e = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
-    e = e[(e < n_skin).all(1)]
-    A = sparse.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n_skin, n_skin)).tocsr()
+    e = e[(e >= 0).all(1)]
+    K = len(verts)
+    A = sparse.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(K, K)).tocsr()
     A = ((A + A.T) > 0).astype(np.float64)
     L = sparse.diags(np.asarray(A.sum(1)).ravel()) - A
-    # mirror vertex of each skin vertex (x -> -x), -1 where the mesh has none within 3 mm
-    from scipy.spatial import cKDTree
-
-    P = model.neutral[:n_skin].astype(np.float64)
+    P = model.neutral[verts].astype(np.float64)
     d, j = cKDTree(P).query(P * [-1, 1, 1])
     mirror = np.where(d < 0.3, j, -1)
     return L.tocsr(), mirror
 
 
-def skin_vertex_count(model: FaceModel) -> int:
-    from ..face_model import PARTS
-
-    return max(PARTS[p][1] for p in SKIN_PARTS)
-
-
-def mesh_fill(model: FaceModel, values: np.ndarray, weights: np.ndarray, prior: np.ndarray | None = None,
-              mirror_weight: float = MIRROR_WEIGHT, lam: float = _LAMBDA, match_gain: bool = True) -> np.ndarray:
-    """Complete per-vertex values (K, C) seen with weights (K,) in [0, 1] over the skin mesh.
+def mesh_fill(model: FaceModel, vertices: np.ndarray, values: np.ndarray, weights: np.ndarray,
+              prior: np.ndarray | None = None,
+              mirror_weight: float = MIRROR_WEIGHT, lam: float = _LAMBDA, match_gain: bool = True,
+              eps: float = _EPS) -> np.ndarray:
+    """Complete per-vertex values (K, C) seen with weights (K,) in [0, 1] over the skin mesh;
+    vertices (K,) are the vertex ids the rows belong to (the skin triangles' vertices).
 
     Mirrored observations are first given the per-channel gain that best matches them to the
     vertices seen from both sides (lighting or exposure differences between the two halves).
@@ -71,7 +73,7 @@ def mesh_fill(model: FaceModel, values: np.ndarray, weights: np.ndarray, prior: 
 
     K = len(weights)
     _MODELS.setdefault(id(model), model)
-    L, mirror = _mesh(id(model), K)
+    L, mirror = _mesh(id(model), np.ascontiguousarray(vertices, np.int64).tobytes())
     v = np.asarray(values, np.float64).reshape(K, -1)
     w = np.clip(np.asarray(weights, np.float64), 0, 1)
     if mirror_weight > 0:
@@ -93,8 +95,8 @@ def mesh_fill(model: FaceModel, values: np.ndarray, weights: np.ndarray, prior: 
         sw = w.sum()
         prior = (w[:, None] * v).sum(0) / sw if sw > 0 else np.zeros(v.shape[1])
     prior = np.broadcast_to(np.asarray(prior, np.float64), v.shape)
-    M = (sparse.diags(w + _EPS) + lam * L).tocsc()
-    rhs = w[:, None] * v + _EPS * prior
+    M = (sparse.diags(w + eps) + lam * L).tocsc()
+    rhs = w[:, None] * v + eps * prior
     x = spsolve(M, rhs)
     return np.asarray(x, np.float32).reshape(K, -1)
 

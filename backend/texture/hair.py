@@ -37,13 +37,14 @@ def hair_mask(model, at, reg, views) -> np.ndarray:
     # how hairy the seen scalp is, as the prior for the unseen scalp
     top = (reg.hair_prior > 0.8) & (conf > 0.5)
     level = float(np.average(obs[top], weights=conf[top])) if top.sum() > 20 else 0.5
-    K = len(at.skin_vertices)
     vals = at.vertex_sample(obs[..., None])
     wts = at.vertex_sample(conf[..., None])[:, 0]
     prior = at.vertex_sample(reg.hair_prior[..., None]) * level
-    hv = mesh_fill(model, vals, wts, prior=prior, match_gain=False)
+    # a firmer prior than the skin tone's: between hair seen on the crown and skin seen on the
+    # neck, the unseen back of the head follows where hair grows, not a halfway grey
+    hv = mesh_fill(model, at.skin_vertices, vals, wts, prior=prior, match_gain=False, eps=0.05)
     full_v = np.zeros((model.n_vertices, 1), np.float32)
-    full_v[at.skin_vertices] = hv[:K]
+    full_v[at.skin_vertices] = hv
     h = at.low_grid(at.interpolate_low(full_v))[..., 0]
     # observed where seen, completed elsewhere; then the soft step and the hair-can-grow prior
     h = conf * obs + (1 - conf) * h
