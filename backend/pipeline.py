@@ -151,7 +151,7 @@ def _dedupe_names(views):
 
 
 def fit_views(views: list[View], device="cpu", progress=_noop_progress, cancel=None, config=None):
-    from .fitting import BundleAdjuster, FitConfig, landmark_spec
+    from .fit import BundleAdjuster, FitConfig, landmark_spec
 
     model = load_face_model()
     fmt = views[0].detection.format
@@ -181,7 +181,7 @@ def fit_views(views: list[View], device="cpu", progress=_noop_progress, cancel=N
 
 
 def view_report(model, views, res) -> list[dict]:
-    from .fitting import head_angles
+    from .fit import head_angles
 
     out = []
     for i, v in enumerate(views):
@@ -263,7 +263,7 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
     reports = view_report(model, views, res)
     warnings += consistency_warnings(views, reports)
     if len(views) >= 3 and vf is None:  # a video's frames are one face already: video._pick_face follows it
-        from .identity_check import pipeline_identity_warnings
+        from .fit.identity_check import pipeline_identity_warnings
 
         progress("fit", 1.0, "checking that all views show one person")
         warnings += pipeline_identity_warnings(views, model, spec)

@@ -213,7 +213,7 @@ def detect_video(path, frame_step: int | None = None, max_frames: int | None = N
 
 def select_views(model, spec, vf: VideoFrames, n: int = IDENTITY_FRAMES) -> tuple[list[int], int]:
     """Indices (into the sampled frames) of the identity frames, and the rest-pose (most frontal) one."""
-    from .tracking import rough_poses, select_identity_frames
+    from .fit.tracking import rough_poses, select_identity_frames
 
     pts, valid = _points(vf)
     angles = rough_poses(model, spec, pts, valid, vf.size)
@@ -254,7 +254,7 @@ def track_video(model, spec, res, vf: VideoFrames, reference: int, smoothing: fl
                 cancel=None):
     """Pose and expression of every sampled frame, with the identity and focal of the identity fit `res`."""
     from .face_model import arkit_to_shape_names
-    from .tracking import track
+    from .fit.tracking import track
 
     pts, valid = _points(vf)
     init = None
@@ -305,7 +305,7 @@ def animation_files(model, vf: VideoFrames, trk, picks, reference, res, smoothin
 def video_views(path, frame_step=None, max_frames=None, face_index=None, progress=None, cancel=None):
     """Everything the pipeline needs before fitting: (VideoFrames, identity views, their indices, rest frame)."""
     from .face_model import load_face_model
-    from .fitting import landmark_spec
+    from .fit import landmark_spec
 
     vf = detect_video(path, frame_step, max_frames, face_index, progress, cancel)
     model = load_face_model()

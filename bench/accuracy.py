@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.face_model import FACE_VERTICES, load_face_model
-from backend.fitting import BundleAdjuster, FitConfig, landmark_spec
+from backend.fit import BundleAdjuster, FitConfig, landmark_spec
 from .geometry import similarity_transform
 from .synthetic import face_error_mm, landmark_points, look_at_camera, project, random_face, similarity_align
 

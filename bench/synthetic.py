@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from backend.face_model import FACE_VERTICES, FaceModel
-from backend.fitting import LandmarkSpec
+from backend.fit import LandmarkSpec
 from .geometry import similarity_transform
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.face_model import FACE_VERTICES, FaceModel, load_face_model
-from backend.fitting import landmark_spec
+from backend.fit import landmark_spec
 from .synthetic import landmark_points, look_at_camera, project
 
 ACTIVE = ["jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "mouthSmileLeft", "mouthSmileRight", "browInnerUpLeft",
@@ -108,7 +108,7 @@ def track_landmarks(model, spec, seq, points, smoothings=SMOOTHINGS, device="cpu
     """The pipeline's video path from landmarks on: frame selection, shared-identity fit, tracking."""
     from backend.landmarks.base import Detection
     from backend.pipeline import fit_views
-    from backend.tracking import fit_frames, frame_confidence, landmark_errors, smooth_track
+    from backend.fit.tracking import fit_frames, frame_confidence, landmark_errors, smooth_track
     from backend.video import VideoFrames, identity_views, select_views
 
     N = len(points)
@@ -141,8 +141,8 @@ def design_comparison(model, spec, seq, points, device="cpu") -> list[tuple[str,
     """The tracker's structure, measured (true identity and focal, so only the tracking differs):
     frames as views of one job (what tracking.fit_frames does) vs frames as independent jobs, and the
     post-hoc Whittaker smoother vs fitting.py's in-solver temporal term on the expression."""
-    from backend.fitting import BundleAdjuster, FitConfig
-    from backend.tracking import _single_cpu_thread, personalised_model, smooth_track
+    from backend.fit import BundleAdjuster, FitConfig
+    from backend.fit.tracking import single_cpu_thread, personalised_model, smooth_track
 
     N, L = points.shape[:2]
     size = np.asarray(seq["size"], np.float64)
@@ -153,7 +153,7 @@ def design_comparison(model, spec, seq, points, device="cpu") -> list[tuple[str,
         cfg = FitConfig(n_identity=1, fix_identity=True, fix_focal=True, temporal_smoothing=ts, device=device)
         ba = BundleAdjuster(personalised_model(model, seq["identity"]), spec, cfg)
         t0 = time.perf_counter()
-        with _single_cpu_thread(device):
+        with single_cpu_thread(device):
             if jobs:
                 r = ba.fit(points[:, None], np.ones((N, 1, L)), np.tile(size, (N, 1, 1)), np.full((N, 1), seq["focal"]),
                            np.ones((N, 1), bool))
@@ -179,7 +179,7 @@ def _angle_deg(Ra, Rb) -> np.ndarray:
 
 def errors(model, seq, identity, expr, R, t, ref: int, frames=None) -> dict:
     """Per-frame errors against the truth (frames: which truth frames the rows correspond to)."""
-    from backend.tracking import frame_angles
+    from backend.fit.tracking import frame_angles
 
     k = np.arange(len(expr)) if frames is None else np.asarray(frames)
     tE, tR, tt = seq["expression"][k], seq["R"][k], seq["t"][k]
@@ -315,7 +315,7 @@ def run(seed=0, n_frames=150, rendered_frames=120, noises=(0.0, 1.0, 2.0), smoot
         rendered=True) -> list[str]:
     """The whole benchmark; returns the markdown lines (also printed as they come)."""
     from .accuracy import machine_info
-    from backend.tracking import track
+    from backend.fit.tracking import track
     from backend.video import IDENTITY_FRAMES
 
     t_all = time.perf_counter()

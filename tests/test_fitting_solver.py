@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from backend.fitting import BundleAdjuster, FitConfig, _pin_at_bounds, _schur_solve, landmark_spec
+from backend.fit import BundleAdjuster, FitConfig, landmark_spec
+from backend.fit.solver import pin_at_bounds, schur_solve
 from bench.synthetic import face_error_mm, make_scene
 
 
@@ -41,7 +42,7 @@ def dense(Hgg, Hgl, Hll, gg, gl, b):
 
 def test_schur_solve_is_the_dense_solve():
     Hgg, Hgl, Hll, gg, gl = block_system(0)
-    dg, dl = _schur_solve(Hgg, Hgl, Hll, gg, gl)
+    dg, dl = schur_solve(Hgg, Hgl, Hll, gg, gl)
     for b in range(Hgg.shape[0]):
         A, g = dense(Hgg, Hgl, Hll, gg, gl, b)
         x = -torch.linalg.solve(A, g)
@@ -51,7 +52,7 @@ def test_schur_solve_is_the_dense_solve():
 
 
 def test_pinned_unknowns_do_not_move_and_the_rest_is_the_constrained_solve():
-    """_pin_at_bounds on the layout of _lm_step: local = (E expressions, 6 pose). Expression 0 of view 0 sits at
+    """pin_at_bounds on the layout of the adjuster's step: local = (E expressions, 6 pose). Expression 0 of view 0 sits at
     0 with a gradient pushing it below, expression 1 of view 1 at 1 pushing above: both must get a zero step, and
     the other unknowns the dense solve with those two rows and columns removed."""
     E = 3
@@ -59,8 +60,8 @@ def test_pinned_unknowns_do_not_move_and_the_rest_is_the_constrained_solve():
     b = torch.full((1, 2, E), 0.5, dtype=torch.float64)
     b[0, 0, 0], gl[0, 0, 0] = 0.0, abs(float(gl[0, 0, 0])) + 1.0
     b[0, 1, 1], gl[0, 1, 1] = 1.0, -abs(float(gl[0, 1, 1])) - 1.0
-    Hll_p, Hgl_p, gl_p = _pin_at_bounds(b, Hll, Hgl, gl)
-    dg, dl = _schur_solve(Hgg, Hgl_p, Hll_p, gg, gl_p)
+    Hll_p, Hgl_p, gl_p = pin_at_bounds(b, Hll, Hgl, gl)
+    dg, dl = schur_solve(Hgg, Hgl_p, Hll_p, gg, gl_p)
     assert float(dl[0, 0, 0]) == 0.0 and float(dl[0, 1, 1]) == 0.0
     A, g = dense(Hgg, Hgl, Hll, gg, gl, 0)
     G, Lo = 4, E + 6

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from backend.fitting import landmark_spec, relative_yaw_deg
+from backend.fit import landmark_spec, relative_yaw_deg
 from backend.pipeline import reconstruct
 from bench.synthetic import face_error_mm, make_scene
 

@@ -119,7 +119,7 @@ def landmarks_file(tmp_path_factory) -> Path:
     I/O) whose cost is just fit + the full bundle export, so 50 of them fit in a soak run (three views took
     ~8 s a job on the shared 2-core machine, one view about half that)."""
     from backend.face_model import load_face_model
-    from backend.fitting import landmark_spec
+    from backend.fit import landmark_spec
     from bench.synthetic import make_scene
 
     model = load_face_model()
@@ -270,9 +270,10 @@ def test_several_faces_uses_largest_and_says_how_many(tmp_path):
 def test_different_people_across_views_is_flagged():
     """Three photos of one person plus one of someone else. The joint fit's reprojection check
     (pipeline.consistency_warnings) does not notice: the stranger fits at 1.1 % of eye distance vs 0.7-0.95 % for
-    the subject's views. backend/identity_check.py (leave-one-out: fit each view with the identity of the others)
+    the subject's views. backend/fit/identity_check.py (leave-one-out: fit each view with the identity of the others)
     must name the stranger and only the stranger. In-process: the same functions reconstruct() calls."""
-    from backend import identity_check, pipeline
+    from backend import pipeline
+from backend.fit import identity_check
 
     views, _ = pipeline.detect_views([*MVF, DATA / "multiview-hrn" / "5932.jpg"])
     model, spec, res = pipeline.fit_views(views)

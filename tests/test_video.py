@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bench.video import errors, make_sequence, sequence_landmarks, track_landmarks
-from backend.fitting import landmark_spec
-from backend.tracking import select_identity_frames, smooth_track, track, whittaker
+from backend.fit import landmark_spec
+from backend.fit.tracking import select_identity_frames, smooth_track, track, whittaker
 from backend.video import IDENTITY_FRAMES, default_frame_step
 from tests.conftest import DATA, ROOT
 

@@ -1,4 +1,4 @@
-"""Figures behind backend/identity_check.py's thresholds: the leave-one-out ratios of the test photos.
+"""Figures behind backend/fit/identity_check.py's thresholds: the leave-one-out ratios of the test photos.
 
     .venv/bin/python tools/measure_identity_check.py
 
@@ -15,7 +15,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend import identity_check, pipeline  # noqa: E402
+from backend import pipeline
+from backend.fit import identity_check  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 OWN = [DATA / "multiview-mvfnet" / n for n in ("front.jpg", "left.jpg", "right.jpg")]

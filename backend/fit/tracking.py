@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .face_model import FaceModel
-from .fitting import BundleAdjuster, FitConfig, LandmarkSpec, head_angles
-from .landmarks.base import EYE_CORNERS
+from ..face_model import FaceModel
+from .adjuster import BundleAdjuster, FitConfig
+from .rotations import head_angles
+from .spec import LandmarkSpec
+from ..landmarks.base import EYE_CORNERS
 
 REFERENCE_FPS = 30.0  # `smoothing` is defined at this rate and rescaled so it means the same cut-off in Hz
 CONFIDENCE_FLOOR = 0.3  # % of eye distance: residuals below this are noise-free for weighting purposes
@@ -50,7 +52,7 @@ def personalised_model(model: FaceModel, identity) -> FaceModel:
 
 
 @contextlib.contextmanager
-def _single_cpu_thread(device):
+def single_cpu_thread(device):
     """The per-frame blocks are tiny (59 x 59): a second OpenMP thread gains ~10 % on an idle machine and loses
     20-30x when another process holds a core (threads spin at every barrier; measured 1.6 s vs 43 s for 90
     frames on 2 busy cores), so CPU tracking runs on one thread."""
@@ -87,7 +89,7 @@ def fit_frames(model: FaceModel, spec: LandmarkSpec, identity, focal: float, poi
         init = None
         if init_expression is not None:
             init = {"expression": np.asarray(init_expression)[sel][None]}
-        with _single_cpu_thread(device):
+        with single_cpu_thread(device):
             res = ba.fit(points[sel][None], np.ones((1, V, L)), np.tile(np.asarray(size, np.float64), (1, V, 1)),
                          focal_init=np.full((1, V), float(focal)), focal_known=np.ones((1, V), bool), init=init,
                          cancel=cancel)

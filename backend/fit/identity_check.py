@@ -31,7 +31,7 @@ def _iod(views) -> np.ndarray:
 def identity_scores(views, model, spec, config=None) -> dict:
     """Per view: `alone` (median error of a free single-view fit), `others` (median error with the identity fitted
     to the other views only), both as fractions of eye distance, and `ratio` = others / alone."""
-    from .fitting import BundleAdjuster, FitConfig
+    from .adjuster import BundleAdjuster, FitConfig
 
     V = len(views)
     # the thresholds above were measured with 25 iterations; keep them meaningful when the default changes
