@@ -510,14 +510,17 @@ def run(quick=False, out="docs", pipeline=None):
         rep()
         rep("![median face error vs views](bench_error_vs_views.png)")
         doc = outp / "benchmarks.md"
-        # The section python -m bench.video owns (the file's last) is kept, not dropped.
+        # The sections python -m bench.video and python -m bench.texture_report own (the file's last)
+        # are kept, not dropped.
+        from .texture_report import SECTION as TEXTURE_SECTION
         from .video import SECTION
 
         kept = ""
         if doc.is_file():
             old = doc.read_text()
-            if (i := old.find("\n" + SECTION)) >= 0:
-                kept = "\n" + old[i:].strip("\n") + "\n"
+            found = [i for i in (old.find("\n" + SECTION + "\n"), old.find("\n" + TEXTURE_SECTION + "\n")) if i >= 0]
+            if found:
+                kept = "\n" + old[min(found):].strip("\n") + "\n"
         doc.write_text("\n".join(rep.lines) + "\n" + kept)
     results["markdown"] = "\n".join(rep.lines)
     return results

@@ -143,6 +143,27 @@ def test_bake_output_contract(unlit_case, model):
     assert (col[:, 0] > col[:, 1] + 15).mean() > 0.95 and col.max() <= 115
 
 
+def test_detail_normal_map_turns_a_dark_line_into_a_groove_opengl_convention():
+    from backend.texture.detail import detail_normal_map
+
+    size = 256
+    alb = np.full((size, 2 * size, 3), 0.4, np.float32)
+    alb[:, 100:102] *= 0.5  # a dark vertical crease, columns 100-101
+    alb[150:152, 300:400] *= 0.5  # a dark horizontal crease, rows 150-151, in the second tile
+    ones = np.ones((size, 2 * size), np.float32)
+    n, stats = detail_normal_map(alb, ones, ones.astype(bool), size, strength=4.0)
+    r = n[..., 0].astype(int) - 128
+    g = n[..., 1].astype(int) - 128
+    # on the crease's left wall the surface slopes down into it: normal tilts to +U (red > 128),
+    # on its right wall to -U; far away it is flat
+    assert r[128, 99] > 2 and r[128, 100] > 2 and r[128, 101] < -2 and r[128, 102] < -2
+    assert abs(r[128, 60]) <= 1
+    # above the horizontal crease (higher V = smaller row) it tilts to -V (green < 128), below to +V
+    assert g[149, 350] < -2 and g[150, 350] < -2 and g[151, 350] > 2 and g[152, 350] > 2
+    assert abs(g[100, 350]) <= 1
+    assert n[..., 2].min() > 200 and stats["tilt_deg_p99"] > 1
+
+
 def test_synthetic_texture_recovered(unlit_case, model):
     m, identity, tex, views, out = unlit_case
     at = get_atlas(model, SIZE)

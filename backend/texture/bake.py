@@ -200,9 +200,10 @@ def _observe(model: FaceModel, at, reg, V, view: dict, occ, skin_tris, device, s
     nv = vertex_normals(V, tris[skin_tris])  # model space
     ncam = nv @ R.T.astype(np.float32)
     cos_v = -(ncam * Xc).sum(1) / np.maximum(np.linalg.norm(Xc, axis=1), 1e-9)
-    attrs = np.concatenate([xy, xr, Xc[:, 2:3], cos_v[:, None]], 1)
+    attrs = np.concatenate([xy, Xc[:, 2:3], cos_v[:, None]], 1)
     ta = at.low_grid(at.interpolate_low(attrs), fill=-1e4)
-    u, v, ur, vr, z, cosang = (ta[..., k] for k in range(6))
+    u, v, z, cosang = (ta[..., k] for k in range(4))
+    ur, vr = (u - x0 + 0.5) * s - 0.5, (v - y0 + 0.5) * s - 0.5  # _to_raster, per texel
     zs = np.maximum(z, 1e-6)
     # depth of the nearest surface, eroded by one raster pixel: a texel just behind an occluding
     # edge (cheek behind the nose) is hidden rather than given the edge's colour
@@ -335,14 +336,16 @@ class _Layer:
         self.wsum = np.zeros((at.height, at.width), np.float32)
         self.low, self.low_w = [], []
 
-    def add(self, col: np.ndarray, w: np.ndarray, wmax: np.ndarray, probe: np.ndarray | None = None):
+    def add(self, col: np.ndarray, w: np.ndarray, sharp: np.ndarray | None):
+        """col (H, W, 3) one view's colours, w (H, W) its weights, sharp (H, W) the factor that makes
+        the detail band's weights sharper than w (None: w itself)."""
         at = self.at
         # this view's own low band: weighted box average of what it saw, on the coarse grid (a
         # texel that is barely skin must not pass its colour on at full weight)
         ws_low = at.downsample(w)
         low = at.downsample(col * w[..., None]) / np.maximum(ws_low, 1e-6)[..., None]
         detail = col - at.upsample(low)
-        ws = w if wmax is None else w * np.minimum(w / np.maximum(wmax, 1e-6), 1.0) ** (BLEND_SHARPNESS - 1)
+        ws = w if sharp is None else w * sharp
         detail *= ws[..., None]
         self.num += detail
         self.den += ws
@@ -362,7 +365,7 @@ class _Layer:
 
 
 def _complete(model, at, reg, obs, seen, low, seen_c, mirror=True, exemplar_mask=None, seed=0,
-              prior=None):
+              prior=None, reject_outliers=True):
     """Observed layer -> complete layer (see fill.py). Returns (full (H, W, 3), conf (H, W), coarse tone (h, w, 3))."""
     conf_c = _smoothstep((seen_c - MIN_SEEN) / (FULL_SEEN - MIN_SEEN)) * at.low_skin
     # soft edge inside what was seen: the last ~2 coarse texels before a boundary fade out
@@ -370,21 +373,36 @@ def _complete(model, at, reg, obs, seen, low, seen_c, mirror=True, exemplar_mask
     conf = _smoothstep((seen - MIN_SEEN) / (FULL_SEEN - MIN_SEEN))
     conf = np.minimum(conf, at.upsample(soft_c))
     conf *= at.skin
-    # tone on the mesh
-    vals = at.vertex_sample(low)
-    wts = at.vertex_sample(soft_c[..., None])[:, 0]
-    tone_v = mesh_fill(model, at.skin_vertices, np.maximum(vals, 1e-4), wts, prior=prior,
-                       mirror_weight=0.7 if mirror else 0.0)
-    full_v = np.zeros((model.n_vertices, 3), np.float32)
-    full_v[at.skin_vertices] = tone_v
-    tone_c = at.low_grid(at.interpolate_low(full_v))
-    tone_c = np.maximum(tone_c, 1e-4)
+    vals = np.maximum(at.vertex_sample(low), 1e-4)
+    tone_c = _tone(model, at, vals, at.vertex_sample(soft_c[..., None])[:, 0], prior, mirror)
+    # outside the trusted face, a seen texel more than ~2x off the tone around it is a leftover of
+    # something else (a hair strand lighter than hair, a dark gap between strands, a collar's
+    # shadow): it is dropped and the tone solved again without it
+    ratio = np.abs(np.log(np.maximum(low @ _LUMA, 1e-4) / np.maximum(tone_c @ _LUMA, 1e-4)))
+    bad = (conf_c > 0) & (reg.trusted < 0.5) & (ratio > np.log(2.2))
+    if reject_outliers and bad.any():
+        bad = cv2.dilate(bad.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        conf_c = np.where(bad, 0, conf_c).astype(np.float32)
+        soft_c = cv2.GaussianBlur(cv2.erode(conf_c, np.ones((3, 3), np.uint8)), (0, 0), 1.0)
+        conf = np.minimum(conf, at.upsample(soft_c))
+        tone_c = _tone(model, at, vals, at.vertex_sample(soft_c[..., None])[:, 0], prior, mirror)
     # the observed layer relative to its own smooth version: detail in all bands above the tone's
     sm_c = cv2.GaussianBlur(conf_c[..., None] * low + (1 - conf_c[..., None]) * tone_c, (0, 0), 1.5)
     sm = at.upsample(np.maximum(sm_c, 1e-4))
     rel = obs / sm
     rel -= 1.0
     np.clip(rel, -0.9, 2.0, out=rel)
+    if reject_outliers:
+        # the same, texel by texel, against the tone: specks of hair, shadow or background finer
+        # than the coarse grid, darker or lighter than 0.45..2.2x, or of another hue
+        lg = np.log(np.maximum(obs, 1e-4) / at.upsample(tone_c))
+        lum = lg @ _LUMA
+        hue = np.maximum(np.abs(lg[..., 0] - lg[..., 1]), np.abs(lg[..., 2] - lg[..., 1]))
+        odd = ((np.abs(lum) > np.log(2.2)) | (hue > 0.25)) & (conf > 0) & (at.upsample(reg.trusted) < 0.5)
+        del lg
+        if odd.any():
+            odd = cv2.dilate(odd.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            conf[odd] = 0
     rel *= conf[..., None]  # unseen texels carry no detail (the mirror reads this)
     if mirror:
         mc = atlas_mod.mirror(conf) * (1 - conf)
@@ -405,6 +423,14 @@ def _complete(model, at, reg, obs, seen, low, seen_c, mirror=True, exemplar_mask
     out *= conf[..., None]
     out += fill
     return out, conf, tone_c
+
+
+def _tone(model, at, vals, wts, prior, mirror):
+    """Per-vertex observed colours -> the completed tone on the coarse grid (fill.mesh_fill)."""
+    tone_v = mesh_fill(model, at.skin_vertices, vals, wts, prior=prior, mirror_weight=0.7 if mirror else 0.0)
+    full_v = np.zeros((model.n_vertices, 3), np.float32)
+    full_v[at.skin_vertices] = tone_v
+    return np.maximum(at.low_grid(at.interpolate_low(full_v)), 1e-4)
 
 
 def _skin_noise(at, rel, conf, region_c, seed):
@@ -467,19 +493,26 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
     size = int(size)
     if size < 64:
         raise ValueError(f"texture size {size} is too small (minimum 64)")
-    T = {}
-    t_all = time.perf_counter()
-    t0 = time.perf_counter()
+    T, C = {}, {}  # wall and CPU seconds per stage (CPU is the steadier figure on a busy machine)
+    t_all, c_all = time.perf_counter(), time.process_time()
+    clock = [t_all, c_all]
+
+    def mark():
+        clock[:] = [time.perf_counter(), time.process_time()]
+
+    def lap(name):
+        T[name], C[name] = time.perf_counter() - clock[0], time.process_time() - clock[1]
+
     posed = [model.vertices(identity, np.asarray(v["expression"], np.float32)) for v in views]
     work = work_size(model, views, posed, size)
     at = atlas_mod.get_atlas(model, work)
     reg = get_regions(model, work)
     occ = np.nonzero(atlas_mod.tri_part_mask(model, atlas_mod.OCCLUDER_PARTS))[0]
     skin_tris = np.nonzero(atlas_mod.tri_part_mask(model, atlas_mod.SKIN_PARTS))[0]
-    T["atlas"] = time.perf_counter() - t0
+    lap("atlas")
     _check(cancel)
 
-    t0 = time.perf_counter()
+    mark()
     obs, kept = [], []
     rng = np.random.default_rng(0)
     for i, v in enumerate(views):
@@ -493,14 +526,13 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
         kept.append(i)
     if not obs:
         raise ValueError("no view sees the fitted head")
-    T["observe"] = time.perf_counter() - t0
+    lap("observe")
 
-    t0 = time.perf_counter()
+    mark()
     gains = _gains(obs)
     wmax_c = np.zeros(at.low_shape, np.float32)
     for o in obs:
         np.maximum(wmax_c, o.w_vis * o.skin_c, out=wmax_c)
-    wmax = at.upsample(wmax_c)
     trusted = at.upsample(reg.trusted)
     hair_prior = at.upsample(reg.hair_prior) if hair == "keep" else None
     skin_layer = _Layer(at)
@@ -516,17 +548,18 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
         s += (1 - trusted) * m[..., 0]
         s *= wv / 255.0
         if o.shading_c is not None:
-            sh = at.upsample(o.shading_c)
-            sh /= g
-            col /= sh
-            del sh
+            col *= at.upsample(g / o.shading_c)  # gain and de-lighting in one smooth factor
         else:
             col *= g
-        skin_layer.add(col, s, wmax)
+        # sharpened weights for the detail band, w * (w / wmax)^(p-1): the factor is smooth, so it is
+        # made on the coarse grid
+        wc = o.w_vis * o.skin_c
+        sharp = at.upsample(np.minimum(wc / np.maximum(wmax_c, 1e-6), 1.0) ** (BLEND_SHARPNESS - 1))
+        skin_layer.add(col, s, sharp)
         if probe_layer is not None:
             p = cv2.remap(np.asarray(probes[kept[k]], np.float32), xy_full, None, cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
-            probe_layer.add(np.repeat(p[..., None], 3, 2), s, wmax)
+            probe_layer.add(np.repeat(p[..., None], 3, 2), s, sharp)
         if hair_layer is not None:
             hw = m[..., 2].astype(np.float32) * (wv / 255.0) * hair_prior
             hair_layer.add(col, hw, None)
@@ -534,17 +567,17 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
         _check(cancel)
     levels = max(2, int(np.log2(min(at.low_shape))) - 4)
     obs_skin, seen, low, seen_c = skin_layer.result(levels)
-    T["blend"] = time.perf_counter() - t0
+    lap("blend")
 
-    t0 = time.perf_counter()
+    mark()
     face_seen = reg.sample & (seen_c > FULL_SEEN)
     skin_tone = np.median(low[face_seen], 0) if face_seen.sum() > 50 else np.array([0.45, 0.3, 0.25], np.float32)
     albedo, conf, tone_c = _complete(model, at, reg, obs_skin, seen, low, seen_c, exemplar_mask=reg.sample)
     del obs_skin
-    T["fill"] = time.perf_counter() - t0
+    lap("fill")
     _check(cancel)
 
-    t0 = time.perf_counter()
+    mark()
     from .hair import hair_mask as make_hair_mask
 
     hm_c = make_hair_mask(model, at, reg, obs)
@@ -553,15 +586,15 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
         obs_hair, hseen, hlow, hseen_c = hair_layer.result(levels)
         region = (reg.hair_prior > 0.5) & (hseen_c > FULL_SEEN)
         hair_alb, _, _ = _complete(model, at, reg, obs_hair, hseen, hlow, hseen_c, exemplar_mask=region, seed=1,
-                                   prior=_hair_tone(hlow, hseen_c, reg))
+                                   prior=_hair_tone(hlow, hseen_c, reg), reject_outliers=False)
         del obs_hair
         a = hm[..., None]
         albedo *= 1 - a
         albedo += hair_alb * a
         del hair_alb
-    T["hair"] = time.perf_counter() - t0
+    lap("hair")
 
-    t0 = time.perf_counter()
+    mark()
     _flat_islands(albedo, at, skin_tone)
     islands = at.skin.copy()
     for m in at.flat.values():
@@ -573,23 +606,23 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
     albedo[~islands] = pad[~islands]
     del pad
     np.clip(albedo, 0, 1, out=albedo)
-    T["pad"] = time.perf_counter() - t0
+    lap("pad")
 
     normal = None
     detail_stats = None
     if detail:
-        t0 = time.perf_counter()
+        mark()
         normal, detail_stats = detail_normal_map(albedo, conf, at.face, work)
-        T["detail"] = time.perf_counter() - t0
+        lap("detail")
     _check(cancel)
 
     eye = None
     if eyes:
-        t0 = time.perf_counter()
+        mark()
         from .eyes import bake_eyes
 
         eye = bake_eyes(model, identity, [views[i] for i in kept], obs, device=device, skin_tone=skin_tone)
-        T["eyes"] = time.perf_counter() - t0
+        lap("eyes")
         _check(cancel)
 
     albedo_u8 = _resample(to_srgb(albedo), size)
@@ -598,7 +631,7 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
         normal = _resample(normal, size)
     out_metrics, renders = [], []
     if metrics:
-        t0 = time.perf_counter()
+        mark()
         alb_c = at.downsample(albedo)
         for o, g in zip(obs, gains):
             render, photo, mask = _render_view(o, model, at, alb_c, o.light, g, reg.trusted)
@@ -609,8 +642,8 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
                                 # the same pixels predicted by their mean colour: "no texture at all"
                                 "flat_psnr_db": round(psnr(photo, flat, mask), 3)})
             renders.append(render)
-        T["metrics"] = time.perf_counter() - t0
-    T["total"] = time.perf_counter() - t_all
+        lap("metrics")
+    T["total"], C["total"] = time.perf_counter() - t_all, time.process_time() - c_all
 
     result = {
         "albedo": albedo_u8,
@@ -631,6 +664,7 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
         "coverage": float((seen[at.skin] > MIN_SEEN).mean()),
         "detail": detail_stats,
         "timings_s": {k: round(v, 3) for k, v in T.items()},
+        "cpu_s": {k: round(v, 3) for k, v in C.items()},
         "layout": {"width": 2 * size, "height": size, "u_range": [0.0, 2.0], "v_range": [0.0, 1.0],
                    "note": "image covers UDIM tiles 1001 and 1002 side by side; sample at (u/2, v)"},
         # at the work size (work_size texels; the images above are resampled to `size`)
