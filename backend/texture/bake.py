@@ -572,7 +572,8 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
     mark()
     face_seen = reg.sample & (seen_c > FULL_SEEN)
     skin_tone = np.median(low[face_seen], 0) if face_seen.sum() > 50 else np.array([0.45, 0.3, 0.25], np.float32)
-    albedo, conf, tone_c = _complete(model, at, reg, obs_skin, seen, low, seen_c, exemplar_mask=reg.sample)
+    albedo, conf, tone_c = _complete(model, at, reg, obs_skin, seen, low, seen_c, exemplar_mask=reg.sample,
+                                     reject_outliers=skin_only)
     del obs_skin
     lap("fill")
     _check(cancel)
