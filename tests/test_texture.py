@@ -415,3 +415,17 @@ def test_pipeline_cancel_during_texture_leaves_no_bundle(tmp_path):
                     progress=progress, cancel=lambda: state["texture"])
     assert state["texture"] and not out.exists()
 
+
+
+def test_texture_hair_option_is_checked(tmp_path):
+    import subprocess
+    import sys
+
+    from backend.errors import InputError
+    from backend.pipeline import reconstruct
+
+    with pytest.raises(InputError, match="texture_hair must be 'remove' or 'keep'"):
+        reconstruct([str(ROOT / "tests" / "data" / "multiview-mvfnet")], str(tmp_path / "b"), texture_hair="shave")
+    res = subprocess.run([sys.executable, "-m", "backend", "reconstruct", "x.jpg", "-o", str(tmp_path / "c"),
+                          "--texture-hair", "shave"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "--texture-hair" in res.stderr and "invalid choice" in res.stderr

@@ -59,7 +59,7 @@ class SkinColour:
         d = chroma - self.mean
         m2 = np.einsum("...i,ij,...j->...", d, self.icov, d)
         # dark pixels have noisy chromaticity: widen the gate as the luminance drops
-        noise = np.clip(self.luma - luma, 0, None) * 0.6
+        noise = np.clip(self.luma - luma, 0, None) * 0.3
         dist = np.sqrt(np.maximum(m2, 0)) / (1.0 + noise)
         pc = _smoothstep((_CHROMA_ZERO - dist) / (_CHROMA_ZERO - _CHROMA_FULL))
         rel = luma - self.luma
