@@ -376,6 +376,13 @@ def bake_eyes(model: FaceModel, identity, views: list[dict], observed, device="c
         ring = np.clip(np.searchsorted(edges, rho) - 1, 0, _N_BINS - 1)
         ref = np.nan_to_num(p0[ring, 0], nan=float(np.median(lum)))
         ok = lum < 2.2 * ref + 0.02
+        # ... and samples of another hue than their ring: the lid's wet rim and lashes that the
+        # eye-opening contour let through (an iris ring is one hue; sclera too)
+        lg = np.log(np.maximum(col, 1e-4))
+        hue = np.stack([lg[:, 0] - lg[:, 1], lg[:, 2] - lg[:, 1]], 1)
+        ph, _ = _profile(rho, hue, w, edges)
+        dev = np.abs(hue - np.nan_to_num(ph[ring], nan=0.0)).max(1)
+        ok &= dev < 0.3
         tex, col, w, rho = tex[ok], col[ok], w[ok], rho[ok]
         in_iris = (rho > 0.45 * rho_l) & (rho < 0.85 * rho_l)
         if w[in_iris].sum() > 0:
