@@ -208,6 +208,43 @@ def before_albedo(root: Path, photos, size: int) -> np.ndarray | None:
         return None if img is None else img[..., ::-1]
 
 
+# ---- seams
+
+def seam_steps(model, albedo_u8: np.ndarray) -> np.ndarray:
+    """Colour step (sRGB levels, max over channels) across every UV cut of the skin: for each mesh
+    edge whose two triangles lie in different places of the layout, the albedo's tone (blurred to
+    ~1 mm) just inside either side, at three points along the edge."""
+    from backend.texture.atlas import SKIN_PARTS, tri_part_mask
+
+    tris, tuv = model.triangles(), model.triangle_uvs()
+    sk = np.nonzero(tri_part_mask(model, SKIN_PARTS))[0]
+    sides = {}
+    for t in sk:
+        for a, b in ((0, 1), (1, 2), (2, 0)):
+            va, vb = tris[t, a], tris[t, b]
+            ua, ub = (tuv[t, a], tuv[t, b]) if va < vb else (tuv[t, b], tuv[t, a])
+            sides.setdefault((min(va, vb), max(va, vb)), []).append((ua, ub, tuv[t, 3 - a - b]))
+    pairs = [v for v in sides.values() if len(v) == 2 and (v[0][0] != v[1][0] or v[0][1] != v[1][1])]
+    size = albedo_u8.shape[0]
+    img = cv2.GaussianBlur(albedo_u8.astype(np.float32), (0, 0), size / 512)
+
+    def inside(side):
+        uv = model.uv[np.array(side)]  # (n, 3, 2): edge ends, opposite corner
+        pts = []
+        for f in (0.25, 0.5, 0.75):
+            p = uv[:, 0] * (1 - f) + uv[:, 1] * f
+            d = uv[:, 2] - p
+            pts.append(p + d / np.linalg.norm(d, axis=1, keepdims=True) * (3.0 / 2048))
+        p = np.stack(pts, 1)
+        x = (p[..., 0] * size - 0.5).astype(np.float32).reshape(1, -1)
+        y = ((1 - p[..., 1]) * size - 0.5).astype(np.float32).reshape(1, -1)
+        return cv2.remap(img, x, y, cv2.INTER_LINEAR).reshape(len(uv), 3, 3)
+
+    a = inside([p[0] for p in pairs])
+    b = inside([p[1] for p in pairs])
+    return np.abs(a - b).max(-1).mean(1)
+
+
 # ---- report
 
 class Report:
@@ -291,6 +328,17 @@ def bench(out_dir: Path | None, pictures: Path | None, before_root: Path | None,
     rep(f"Eyes: iris {e['iris_px_max']} px across at most, iris from {e['source']}, sclera from {e['sclera']}; "
         f"skin coverage (texels taking photo colour) {100 * out['coverage']:.1f} %.")
     rep()
+    st = seam_steps(model, out["albedo"])
+    before = {}
+    if before_root is not None:
+        before["multiview-hrn"] = before_albedo(before_root, sorted(HRN.glob("*.jpg")), 2048)
+    bs = None if before.get("multiview-hrn") is None else seam_steps(model, before["multiview-hrn"])
+    rep(f"Seams: colour step of the albedo's tone across the layout's {len(st)} UV cuts of the skin (face/scalp, "
+        f"ears, under the chin, the lips' inner rim), sRGB levels: median {np.median(st):.1f}, 90th percentile "
+        f"{np.percentile(st, 90):.1f}" + ("" if bs is None else f"; the earlier baker (`--before-root`) on the same "
+                                           f"photos: median {np.median(bs):.1f}, 90th percentile "
+                                           f"{np.percentile(bs, 90):.1f}") + ".")
+    rep()
     # the work size: the same bake at the full 2048
     from backend.texture import bake as bake_mod
 
@@ -327,7 +375,7 @@ def bench(out_dir: Path | None, pictures: Path | None, before_root: Path | None,
     rep()
 
     if pictures is not None:
-        _pictures(pictures, model, out, views, cases, before_root, rep)
+        _pictures(pictures, model, out, views, cases, before_root, before, rep)
     rep(f"Benchmark wall time {time.perf_counter() - t_all:.0f} s; load average at the end: %.2f / %.2f / %.2f "
         "(timings are wall clock on a shared machine: the CPU-time column is the steadier figure)." % os.getloadavg())
     if out_dir is not None:
@@ -335,7 +383,7 @@ def bench(out_dir: Path | None, pictures: Path | None, before_root: Path | None,
     return rep.lines
 
 
-def _pictures(folder: Path, model, hrn_out, hrn_views, cases, before_root, rep):
+def _pictures(folder: Path, model, hrn_out, hrn_views, cases, before_root, before, rep):
     folder.mkdir(parents=True, exist_ok=True)
     w = 1024
 
@@ -363,7 +411,9 @@ def _pictures(folder: Path, model, hrn_out, hrn_views, cases, before_root, rep):
         after = label(small(out["albedo"]), f"{name}: albedo (hair removed)")
         row = [after, label(small(grey(out["hair_mask"])), "hair_mask.png")]
         if before_root is not None:
-            b = before_albedo(before_root, [p for p in photos if p.suffix.lower() in (".jpg", ".png")], 1024)
+            b = before.get(name)
+            if b is None:
+                b = before_albedo(before_root, [p for p in photos if p.suffix.lower() in (".jpg", ".png")], 1024)
             if b is not None:
                 row.insert(0, label(small(b), f"{name}: before (commit 0090f3b)"))
         rows.append(np.hstack(row))

@@ -187,7 +187,9 @@ def test_bake_stops_on_cancel(unlit_case):
 
     with pytest.raises(CancelledError):
         bake_textures(m, identity, views, size=SIZE, skin_only=False, cancel=cancel)
-    assert len(calls) == 3  # checked more than once, and nothing ran to the end after the request
+    # checked more than once, and it stopped there: at most the other of the two views observed in
+    # parallel asks once more before the first one's exception ends the bake
+    assert 3 <= len(calls) <= 4
 
 
 def test_delighting_recovers_albedo_under_known_light(model):

@@ -25,6 +25,7 @@ Images are handled in linear light (sRGB decoded) so shading divides correctly.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -120,6 +121,20 @@ def shading_clipped(n, L):
 def _smoothstep(x):
     x = np.clip(x, 0, 1)
     return x * x * (3 - 2 * x)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """torch's thread count for the duration (raster.py's rasterizer wants one; two views rasterize
+    at once here, and each restoring the count behind the other's back would leave it wrong)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _check(cancel):
@@ -513,17 +528,25 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
     _check(cancel)
 
     mark()
-    obs, kept = [], []
-    rng = np.random.default_rng(0)
-    for i, v in enumerate(views):
-        o = _observe(model, at, reg, posed[i], v, occ, skin_tris, device, skin_only)
+    def observe(i):
         _check(cancel)
-        if o is None:
-            continue
-        if delight:
-            _delight(o, at, reg, rng)
-        obs.append(o)
-        kept.append(i)
+        o = _observe(model, at, reg, posed[i], views[i], occ, skin_tris, device, skin_only)
+        if o is not None and delight:
+            _delight(o, at, reg, np.random.default_rng(i))
+        return o
+
+    # the views are independent and most of their work (OpenCV, numpy's large ops, the rasterizer)
+    # releases the GIL: two at a time use both cores
+    with _torch_threads(1):
+        if len(views) > 1 and str(device) == "cpu":
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(2) as pool:
+                seen_views = list(pool.map(observe, range(len(views))))
+        else:
+            seen_views = [observe(i) for i in range(len(views))]
+    kept = [i for i, o in enumerate(seen_views) if o is not None]
+    obs = [seen_views[i] for i in kept]
     if not obs:
         raise ValueError("no view sees the fitted head")
     lap("observe")
