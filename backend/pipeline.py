@@ -339,7 +339,9 @@ def bake(model, res, views, size, device, extra, files, hair="remove", cancel=No
             progress("texture", 0.1 * i / len(views), f"separating {v.name} from its background")
             tv.append({"image": v.image, "expression": res.expression[0, i], "R": res.R[0, i], "t": res.t[0, i],
                        "fx": res.focal[0, i], "fy": res.focal[0, i], "cx": res.cx[0, i], "cy": res.cy[0, i],
-                       "person": seg.person_probability(v.image), "landmarks": v.detection.points})
+                       # as uint8: a float mask per photo is 4 bytes a pixel held through the bake
+                       "person": np.round(seg.person_probability(v.image) * 255).astype(np.uint8),
+                       "landmarks": v.detection.points})
     progress("texture", 0.1, f"baking a {size}px texture")
     out = bake_textures(model, res.identity[0], tv, size=size, device=device, hair=hair, cancel=cancel)
     del tv

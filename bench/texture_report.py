@@ -438,14 +438,13 @@ def _pictures(folder: Path, model, hrn_out, hrn_views, cases, before_root, befor
 
     c = cases[0]
     size = c["skin"].shape[0]
-    photo = label(cv2.resize(c["views"][1]["image"], (512, 512)), "rendered photo (one of 3)")
+    photos = np.hstack([label(cv2.resize(v["image"], (512, 512)), "rendered photo") for v in c["views"][1:3]])
     truth = label(small(to_srgb(c["skin"]), 1024), "true skin albedo")
     baked = label(small(c["out"]["albedo"], 1024), "baked albedo")
     gt = hair_region(model, size, _scene(c["scene"]))
     hm = np.stack([c["out"]["hair_mask"], (gt * 255).astype(np.uint8), np.zeros_like(c["out"]["hair_mask"])], -1)
     hm = label(small(hm, 1024), "hair: mask red, rendered green, both yellow")
-    top = np.hstack([photo, truth[:, :512]])
-    grid = np.vstack([np.hstack([truth, baked]), np.hstack([hm, np.vstack([top, np.zeros_like(top)])])])
+    grid = np.vstack([np.hstack([truth, baked]), np.hstack([hm, photos])])
     cv2.imwrite(str(folder / "texture_synthetic.png"), small(grid, 1600)[..., ::-1])
     rep("![rendered scene: true and baked albedo, hair mask against the rendered hair](texture_synthetic.png)")
     rep()

@@ -359,10 +359,12 @@ class _Layer:
         # texel that is barely skin must not pass its colour on at full weight)
         ws_low = at.downsample(w)
         low = at.downsample(col * w[..., None]) / np.maximum(ws_low, 1e-6)[..., None]
-        detail = col - at.upsample(low)
+        # in place from here: col becomes this view's weighted detail band (at 2048 every full-size
+        # temporary is 100 MB)
+        col -= at.upsample(low)
         ws = w if sharp is None else w * sharp
-        detail *= ws[..., None]
-        self.num += detail
+        col *= ws[..., None]
+        self.num += col
         self.den += ws
         self.wsum += w
         self.low.append(low)
@@ -403,31 +405,35 @@ def _complete(model, at, reg, obs, seen, low, seen_c, mirror=True, exemplar_mask
         tone_c = _tone(model, at, vals, at.vertex_sample(soft_c[..., None])[:, 0], prior, mirror)
     # the observed layer relative to its own smooth version: detail in all bands above the tone's
     sm_c = cv2.GaussianBlur(conf_c[..., None] * low + (1 - conf_c[..., None]) * tone_c, (0, 0), 1.5)
-    sm = at.upsample(np.maximum(sm_c, 1e-4))
-    rel = obs / sm
+    rel = obs / at.upsample(np.maximum(sm_c, 1e-4))
     rel -= 1.0
     np.clip(rel, -0.9, 2.0, out=rel)
     if reject_outliers:
         # the same, texel by texel, against the tone: specks of hair, shadow or background finer
-        # than the coarse grid, darker or lighter than 0.45..2.2x, or of another hue
-        lg = np.log(np.maximum(obs, 1e-4) / at.upsample(tone_c))
-        lum = lg @ _LUMA
-        hue = np.maximum(np.abs(lg[..., 0] - lg[..., 1]), np.abs(lg[..., 2] - lg[..., 1]))
-        odd = ((np.abs(lum) > np.log(2.2)) | (hue > 0.25)) & (conf > 0) & (at.upsample(reg.trusted) < 0.5)
-        del lg
+        # than the coarse grid, darker or lighter than 0.45..2.2x, or of another hue (one channel at a
+        # time: full-size temporaries are 33 MB each at 2048, not 100)
+        lg = [np.log(np.maximum(obs[..., c], 1e-4)) - at.upsample(np.log(tone_c[..., c])) for c in range(3)]
+        lum = lg[0] * _LUMA[0] + lg[1] * _LUMA[1] + lg[2] * _LUMA[2]
+        odd = (np.abs(lum) > np.log(2.2)) | (np.abs(lg[0] - lg[1]) > 0.25) | (np.abs(lg[2] - lg[1]) > 0.25)
+        del lg, lum
+        odd &= (conf > 0) & (at.upsample(reg.trusted) < 0.5)
         if odd.any():
             odd = cv2.dilate(odd.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
             conf[odd] = 0
+        del odd
     rel *= conf[..., None]  # unseen texels carry no detail (the mirror reads this)
+    syn = _skin_noise(at, rel, conf, exemplar_mask, seed)
     if mirror:
         mc = atlas_mod.mirror(conf) * (1 - conf)
         fill_rel = atlas_mod.mirror(rel)
     else:
         mc = np.zeros_like(conf)
         fill_rel = np.zeros_like(rel)
-    syn = _skin_noise(at, rel, conf, exemplar_mask, seed)
+    del rel
     if syn is not None:
-        fill_rel += syn[..., None] * (1 - mc)[..., None]
+        syn *= 1 - mc
+        fill_rel += syn[..., None]
+    del syn, mc
     fill = at.upsample(tone_c)
     fill_rel += 1
     fill *= fill_rel
@@ -489,7 +495,7 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
     """Bake textures from fitted views. See the module docstring.
 
     views: dicts with image (H, W, 3) uint8 RGB, expression, R, t, fx, fy, cx, cy, and optionally
-    person (H, W) float person probability (MediaPipe selfie segmenter) and landmarks
+    person (H, W) person probability (MediaPipe selfie segmenter; float 0..1 or uint8 0..255) and landmarks
     ((478, 2) MediaPipe points, for the iris colour). hair: "remove" (skin over the scalp) or
     "keep" (the photos' hair blended back through the hair mask). cancel: callable, checked
     between stages and views (raises CancelledError). probes: optional per-view float images

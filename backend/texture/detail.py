@@ -48,11 +48,14 @@ def detail_normal_map(albedo_linear: np.ndarray, seen: np.ndarray, region: np.nd
     gx = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3) / 8.0
     gy = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3) / 8.0
     k = strength * 3.0 * (size / 2048.0)  # slope per log-luminance step per texel, size-invariant in UV
-    n = np.stack([-k * gx, k * gy, np.ones_like(gx)], -1)
-    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    gx *= -k
+    gy *= k
+    nz = 1.0 / np.sqrt(1.0 + gx * gx + gy * gy)  # the normal (-k gx, k gy, 1), normalised
     sel = conf[::4, ::4] > 0.5  # statistics on a quarter of the texels per axis: plenty for percentiles
-    tilt = np.degrees(np.arccos(np.clip(n[::4, ::4, 2][sel], -1, 1)))
+    tilt = np.degrees(np.arccos(np.clip(nz[::4, ::4][sel], -1, 1)))
     stats = {"tilt_deg_p50": float(np.median(tilt)) if tilt.size else 0.0,
              "tilt_deg_p99": float(np.percentile(tilt, 99)) if tilt.size else 0.0}
-    img[box] = np.clip(np.round((n * 0.5 + 0.5) * 255), 0, 255).astype(np.uint8)
+    out = img[box]
+    for c, comp in enumerate((gx * nz, gy * nz, nz)):  # channel by channel: no (H, W, 3) float temporary
+        out[..., c] = np.clip(np.round(comp * 127.5 + 127.5), 0, 255)
     return img, stats

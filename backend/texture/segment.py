@@ -106,7 +106,7 @@ def photo_masks(image_u8: np.ndarray, lin_of_u8, colour: SkinColour | None, pers
     """Skin and person masks of one photo.
 
     image_u8 (H, W, 3); lin_of_u8: the sRGB->linear lookup (uint8 -> float32); person (H, W) float in
-    [0, 1] or None (then everything counts as person); box = (x0, y0, x1, y1) of the head in the
+    [0, 1] or uint8 in 0..255, or None (then everything counts as person); box = (x0, y0, x1, y1) of the head in the
     photo, where the work is done; face_px: the face's size in photo pixels (sets the erosion).
     """
     H, W = image_u8.shape[:2]
@@ -118,6 +118,7 @@ def photo_masks(image_u8: np.ndarray, lin_of_u8, colour: SkinColour | None, pers
         if s < 1 else crop
     if person is not None:
         p = person[y0:y1, x0:x1]
+        p = p.astype(np.float32) / 255.0 if p.dtype == np.uint8 else p.astype(np.float32)
         p = cv2.resize(p, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA) if s < 1 else p
         # the segmenter's edge is soft and loose: from 0.5 up only, full trust from 0.8
         pers = _smoothstep((p - 0.5) / 0.3)
