@@ -23,10 +23,11 @@ import numpy as np
 from . import __version__
 from .errors import OutputError
 from .face_model import PARTS, FaceModel
-from .output_dir import is_foreign_folder, output_lock, output_problem, recover, sweep_leftovers
+from .output_dir import (BUNDLE_SCHEMA, foreign_folder_message, output_lock, output_problem, read_bundle_doc, recover,
+                         sweep_leftovers, user_entries)
 
 
-SCHEMA = "faceforge.result"
+SCHEMA = BUNDLE_SCHEMA
 SCHEMA_VERSION = 1
 AXES = "model space: centimetres, +Y up, +Z out of the face, subject's left at +X"
 CAMERA_CONVENTION = ("OpenCV: x_cam = R @ X_model + t (X_model in cm); u = fx*x/z + cx, v = fy*y/z + cy; "
@@ -97,6 +98,9 @@ def write_bundle(output: str | Path, result: dict, model: FaceModel, identity: n
                       **{k: v for k, v in result.pop("files", {}).items()}},
             "identity": [float(x) for x in identity],
             **result,
+            # what this program wrote: a rerun replaces these and carries everything else over (output_dir)
+            "written_files": sorted({"result.json"} | {p.relative_to(tmp).as_posix() for p in tmp.rglob("*")
+                                                       if not p.is_dir()}),
         }
         (tmp / "result.json").write_text(json.dumps(doc, indent=1))
         _replace_dir(tmp, output, overwrite)
@@ -117,7 +121,8 @@ def _umask() -> int:
 
 
 def _replace_dir(tmp: Path, output: Path, overwrite: bool) -> None:
-    """Move the finished bundle into place; an earlier bundle is kept until the new one is in.
+    """Move the finished bundle into place; an earlier bundle is kept until the new one is in, and what
+    the user added to it (notes, a folder of renders) goes into the new one.
 
     Runs under the output's lock: a second writer waits here rather than swapping folders in
     the middle of this one's two renames.
@@ -127,8 +132,11 @@ def _replace_dir(tmp: Path, output: Path, overwrite: bool) -> None:
         if output.exists():
             if not overwrite:
                 raise OutputError("already exists (choose another output folder)", output)
-            if is_foreign_folder(output):
-                raise OutputError("exists and is not a result bundle; refusing to replace it", output)
+            doc = read_bundle_doc(output)
+            if doc is None and any(output.iterdir()):
+                raise OutputError(foreign_folder_message(output), output)
+            if doc is not None:
+                _carry_user_entries(output, tmp, user_entries(output, doc))
             old = output.with_name(f".{output.name}.old-{os.getpid()}")
             os.replace(output, old)
             try:
@@ -136,11 +144,62 @@ def _replace_dir(tmp: Path, output: Path, overwrite: bool) -> None:
             except OSError:
                 os.replace(old, output)
                 raise
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_tree(old)
         else:
             os.replace(tmp, output)
         st = output.stat()
         _WRITTEN[str(output)] = (st.st_dev, st.st_ino)
+
+
+def _carry_user_entries(bundle: Path, tmp: Path, entries: list[str]) -> None:
+    """Put the user's own entries of the earlier bundle into the new one before the swap, as hard links
+    (instant, no extra space; a copy where the file system has none). The earlier bundle keeps them
+    until it is deleted after the swap, so a writer killed at any moment loses none of them: the
+    sweep puts the earlier bundle back or finds them in the new one."""
+    for rel in entries:
+        src, dst = bundle / rel.rstrip("/"), tmp / rel.rstrip("/")
+        if os.path.lexists(dst):
+            raise OutputError("was not written by FaceForge, and the new result has a file by that name; move it "
+                              "out of the bundle folder and run again", src)
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_symlink():
+                os.symlink(os.readlink(src), dst)
+            elif src.is_dir():
+                shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
+            else:
+                _link_or_copy(src, dst)
+        except (OSError, shutil.Error) as e:
+            raise OutputError(f"cannot keep this file of yours in the new result ({_why(e)}); move it out of the "
+                              "bundle folder and run again", src) from e
+
+
+def _link_or_copy(src, dst) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        if not Path(src).is_file():  # a FIFO or device node cannot be copied by content
+            raise
+        shutil.copy2(src, dst)
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        return str(e.args[0][0][2])
+    return getattr(e, "strerror", None) or str(e)
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete the earlier bundle after a swap; a read-only folder the user carried over is made writable
+    first (its contents live on in the new bundle as hard links or copies)."""
+    def retry(func, p, exc_info):
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            func(p)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=retry)
 
 
 # output folder -> (st_dev, st_ino) of the bundle this process last put there; a rename keeps the

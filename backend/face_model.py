@@ -59,6 +59,39 @@ ARKIT_52 = [
 ]
 
 
+# Eye rotation at weight 1 of the eyeLook* shapes (ARKit gives no figure). ICT's eyeLook shapes carry the lids
+# along with the gaze; their lid travel matches a cornea turned this far (eyeLookDown drops the upper lid 6.7 mm,
+# eyeLookIn/Out shift the lids 2 mm), and MediaPipe's own eyeLook scores on rendered gazes agree (bench/real.py).
+EYE_LOOK_RANGE_DEG = {"horizontal": 30.0, "up": 25.0, "down": 30.0}
+
+
+def eye_look_weights(names: list[str], yaw_deg: float, pitch_deg: float) -> np.ndarray:
+    """The eyeLook* weights (others 0) of a gaze: yaw > 0 towards the subject's left, pitch > 0 up (degrees)."""
+    h, up, down = EYE_LOOK_RANGE_DEG["horizontal"], EYE_LOOK_RANGE_DEG["up"], EYE_LOOK_RANGE_DEG["down"]
+    w = {"eyeLookOutLeft": yaw_deg / h, "eyeLookInLeft": -yaw_deg / h, "eyeLookInRight": yaw_deg / h,
+         "eyeLookOutRight": -yaw_deg / h, "eyeLookUpLeft": pitch_deg / up, "eyeLookUpRight": pitch_deg / up,
+         "eyeLookDownLeft": -pitch_deg / down, "eyeLookDownRight": -pitch_deg / down}
+    return np.array([min(max(w.get(n, 0.0), 0.0), 1.0) for n in names])
+
+
+def gaze_angles(weights: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """Per eye ("left", "right"): (yaw, pitch) in degrees from eyeLook* weights (inverse of eye_look_weights)."""
+    h, up, down = EYE_LOOK_RANGE_DEG["horizontal"], EYE_LOOK_RANGE_DEG["up"], EYE_LOOK_RANGE_DEG["down"]
+    g = lambda n: float(weights.get(n, 0.0))  # noqa: E731
+    pitch = {s: up * g(f"eyeLookUp{s}") - down * g(f"eyeLookDown{s}") for s in ("Left", "Right")}
+    return {"left": (h * (g("eyeLookOutLeft") - g("eyeLookInLeft")), pitch["Left"]),
+            "right": (h * (g("eyeLookInRight") - g("eyeLookOutRight")), pitch["Right"])}
+
+
+# Pairs of shapes a face cannot do at once (lid up and down, jaw or mouth both ways, brow down and outer brow up,
+# gaze both ways). A fit that sets both is explaining something else; a rig that receives both does neither.
+ANTAGONISTS = [("eyeWideLeft", "eyeBlinkLeft"), ("eyeWideRight", "eyeBlinkRight"), ("eyeWideLeft", "eyeSquintLeft"),
+               ("eyeWideRight", "eyeSquintRight"), ("jawLeft", "jawRight"), ("mouthLeft", "mouthRight"),
+               ("browDownLeft", "browOuterUpLeft"), ("browDownRight", "browOuterUpRight"),
+               ("eyeLookInLeft", "eyeLookOutLeft"), ("eyeLookInRight", "eyeLookOutRight"),
+               ("eyeLookUpLeft", "eyeLookDownLeft"), ("eyeLookUpRight", "eyeLookDownRight")]
+
+
 def ict_to_arkit_name(name: str) -> str:
     """'eyeBlink_L' -> 'eyeBlinkLeft'; split shapes keep their side: 'browInnerUp_L' -> 'browInnerUpLeft'."""
     return re.sub(r"_L$", "Left", re.sub(r"_R$", "Right", name))

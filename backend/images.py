@@ -8,7 +8,9 @@ onto InputError.
 """
 from __future__ import annotations
 
+import errno
 import math
+import os
 import struct
 import threading
 import warnings
@@ -53,6 +55,55 @@ class LoadedImage:
     scale: float  # loaded size / original size (1.0 unless the image was shrunk to max_side)
     exif_focal_px: float | None  # focal length in pixels of `rgb`, when the EXIF data gives one
     warnings: list = field(default_factory=list)
+    format: str | None = None  # PIL's name of the file's format ("JPEG", "PNG", "HEIF", ...)
+    # the file's pixels, as stored, are what `rgb` shows (upright, 8-bit, opaque): a copy of the file
+    # shows the same in Blender, which applies no EXIF orientation and loads no HEIC
+    as_stored: bool = False
+
+
+# How a photo is kept in a result bundle: the file itself when Blender shows it as the fit saw it,
+# else the pixels the fit used, as JPEG (quality 95) when the file was lossy anyway, PNG when it was not.
+_BUNDLE_COPY = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png"}
+_LOSSY = {"JPEG", "MPO", "HEIF", "AVIF", "WEBP"}
+
+
+def bundle_image_plan(li: LoadedImage) -> tuple[str, bool]:
+    """(suffix, copy) for the bundle's copy of `li`: copy=True keeps the file byte for byte."""
+    if li.as_stored and li.format in _BUNDLE_COPY:
+        return _BUNDLE_COPY[li.format], True
+    return (".jpg" if li.format in _LOSSY else ".png"), False
+
+
+def encode_image(rgb: np.ndarray, suffix: str) -> bytes:
+    """uint8 RGB -> the bytes of a .jpg or .png file (no EXIF: the pixels are upright as they are)."""
+    import io
+
+    if suffix == ".png":
+        import cv2
+
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
+        if not ok:
+            raise OSError("PNG encoding failed")
+        return buf.tobytes()
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def missing_reason(path, what: str = "file") -> str:
+    """Why `path` cannot be opened though the user named it: a symbolic link loop or a dangling link says
+    so (Path.exists() reports both as plain absence), anything else is "no such <what>"."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop (a link that points back at itself)"
+        try:
+            if os.path.islink(path):
+                return f"broken symbolic link (it points to {os.readlink(path)}, which does not exist)"
+        except OSError:
+            pass
+    return f"no such {what}"
 
 
 def collect_inputs(paths: list[str]) -> list[Path]:
@@ -73,7 +124,7 @@ def collect_inputs(paths: list[str]) -> list[Path]:
         except PermissionError:
             raise InputError("cannot access: permission denied", p) from None
         if not exists:
-            raise InputError("no such file or folder", p)
+            raise InputError(missing_reason(p, "file or folder"), p)
         if is_dir:
             try:
                 entries = sorted(p.iterdir(), key=lambda q: q.name.lower())
@@ -217,11 +268,12 @@ def load_image(path, max_side: int = 4096, max_pixels: float = 300e6) -> LoadedI
             raise InputError("is a folder, not an image", path)
         fp = open(path, "rb")
     except FileNotFoundError:
-        raise InputError("no such file", path) from None
+        raise InputError(missing_reason(path), path) from None
     except PermissionError:
         raise InputError("cannot read the file: permission denied", path) from None
     except OSError as e:
-        raise InputError(f"cannot read the file ({e.strerror or e})", path) from None
+        why = missing_reason(path) if e.errno == errno.ELOOP else f"cannot read the file ({e.strerror or e})"
+        raise InputError(why, path) from None
     # PIL warns on stderr about damaged metadata; the user gets it in the result's warnings instead
     with fp, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -327,14 +379,22 @@ def _decode(im: Image.Image, path: Path, max_side: int, max_pixels: float, messa
                          path)
 
     focal_file = _exif_focal_px(im, file_w, file_h, messages)
+    fmt = im.format
+    n_frames = getattr(im, "n_frames", 1) or 1
+    if n_frames > 1 and fmt != "MPO":  # MPO: a phone photo's second image (depth map, preview), not a sequence
+        messages.append(f"{'animated' if fmt in ('GIF', 'PNG', 'WEBP') else 'multi-page'} {fmt} with {n_frames} "
+                        "frames; only the first frame is used")
     im.load()  # raises on truncated data, since LOAD_TRUNCATED_IMAGES is off
+    opaque_8bit = im.mode in ("RGB", "L") and "transparency" not in im.info
     im = _fix_cmyk_polarity(im)
+    upright_as_stored = orientation == 1
     if orientation != 1:
         try:
             im = ImageOps.exif_transpose(im)
         except Exception as e:  # a malformed orientation entry: keep the pixels as stored
             messages.append(f"EXIF orientation could not be applied ({type(e).__name__}); image used as stored")
             original = (file_w, file_h)
+            upright_as_stored = True
 
     w, h = im.size
     if max(w, h) > max_side:
@@ -352,4 +412,5 @@ def _decode(im: Image.Image, path: Path, max_side: int, max_pixels: float, messa
         messages.append(f"EXIF focal length ({focal:.0f} px) is implausible for this image and was ignored")
         focal = None
     return LoadedImage(rgb=rgb, path=path, original_size=original, scale=float(scale),
-                       exif_focal_px=focal, warnings=messages)
+                       exif_focal_px=focal, warnings=messages, format=fmt,
+                       as_stored=upright_as_stored and opaque_8bit)

@@ -7,7 +7,9 @@ crash recovery exist once for both sides of the process boundary.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import posixpath
 import re
 import shutil
 from pathlib import Path
@@ -135,21 +137,109 @@ def recover(output: str | Path) -> bool:
     return (output / "result.json").is_file()
 
 
+BUNDLE_SCHEMA = "faceforge.result"  # result.json's "schema": what makes a folder a FaceForge bundle
+# What every bundle holds; `files`, `views[].image` and `animation.file` in result.json name the rest. Bundles
+# since written_files (result.json) list every file themselves; these names cover the bundles made before.
+_ALWAYS_WRITTEN = ("result.json", "head.obj", "head.mtl", "blendshapes.npz")
+# Names a new bundle may write at its top level whatever the old one held: a user's own file by one of these
+# names would be replaced, so it is refused before the work rather than lost.
+RESERVED_NAMES = frozenset(_ALWAYS_WRITTEN + ("albedo.png", "normal.png", "animation.npz", "images"))
+_RESULT_TMP = re.compile(r"\.result\.json\.tmp-\d+$")  # bundle.update_result's temp file of a killed writer
+
+
+def read_bundle_doc(folder: Path) -> dict | None:
+    """result.json of the FaceForge bundle at `folder`, or None when it is not one (no result.json, or
+    another program's: identified by its "schema" marker, which every FaceForge bundle has carried)."""
+    try:
+        with open(folder / "result.json", "rb") as f:
+            doc = json.loads(f.read(64 << 20))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("schema") == BUNDLE_SCHEMA else None
+
+
 def is_foreign_folder(output: Path) -> bool:
-    """A non-empty folder without result.json: someone's files, never to be replaced by a bundle."""
-    return not (output / "result.json").is_file() and any(output.iterdir())
+    """A non-empty folder that is not a FaceForge bundle: someone's files, never to be replaced by a bundle."""
+    return read_bundle_doc(output) is None and any(output.iterdir())
+
+
+def foreign_folder_message(output: Path) -> str:
+    what = ("holds a result.json FaceForge did not write" if (output / "result.json").exists()
+            else "is not empty and is not a FaceForge result bundle")
+    return f"{what}; refusing to replace it (choose another output folder)"
+
+
+RESERVED_CLASH = ("was not written by FaceForge, and a new result would replace it; "
+                  "move it out of the bundle folder")
+
+
+def written_files(doc: dict) -> set[str]:
+    """Paths (relative, "/"-separated) of the files FaceForge wrote into the bundle described by `doc`."""
+    listed = doc.get("written_files")
+    if isinstance(listed, list):
+        return {p for p in listed if isinstance(p, str)} | {"result.json"}
+    names = set(_ALWAYS_WRITTEN)
+    files = doc.get("files")
+    names |= {v for v in (files.values() if isinstance(files, dict) else ()) if isinstance(v, str)}
+    for v in doc.get("views") or ():
+        if isinstance(v, dict) and isinstance(v.get("image"), str):
+            names.add(v["image"])
+    anim = doc.get("animation")
+    if isinstance(anim, dict) and isinstance(anim.get("file"), str):
+        names.add(anim["file"])
+    return {posixpath.normpath(n) for n in names}
+
+
+def user_entries(bundle: Path, doc: dict) -> list[str]:
+    """What a user added to the bundle at `bundle` (relative paths, "/"-separated, sorted): every file, link
+    or other entry FaceForge did not write, and every folder holding none of FaceForge's files (whose
+    contents are then the user's as a whole). A rerun carries these into the new bundle."""
+    ours = written_files(doc)
+    our_dirs = {"images"} | {posixpath.dirname(p) for p in ours}
+    for d in list(our_dirs):
+        while d:
+            d = posixpath.dirname(d)
+            our_dirs.add(d)
+    out = []
+
+    def walk(folder: Path, rel: str) -> None:
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            r = f"{rel}{entry.name}"
+            if entry.is_dir(follow_symlinks=False):
+                if r in our_dirs:
+                    walk(Path(entry.path), r + "/")
+                else:
+                    out.append(r + "/")
+            elif r not in ours and not (rel == "" and _RESULT_TMP.match(entry.name)):
+                out.append(r)
+
+    walk(bundle, "")
+    return out
+
+
+def _reserved_user_entries(output: Path) -> list[str]:
+    doc = read_bundle_doc(output)
+    if doc is None:
+        return []
+    return [e for e in user_entries(output, doc) if e.rstrip("/") in RESERVED_NAMES]
 
 
 def output_problem(output: str | Path) -> tuple[Path, str] | None:
     """(path, why) when a bundle could not be written at `output`, asked before the minutes of work a
     reconstruction does first; None when it can."""
     output = Path(output).resolve()
-    if output.exists():
+    try:
+        exists = output.exists()
+    except PermissionError:  # a folder above it is closed to us
+        return output.parent, "cannot reach the output folder (permission denied)"
+    if exists:
         if not output.is_dir():
             return output, "cannot write the result here (it is a file, not a folder)"
         try:
             if is_foreign_folder(output):
-                return output, "exists and is not a result bundle; refusing to replace it (choose another folder)"
+                return output, foreign_folder_message(output)
+            if clash := _reserved_user_entries(output):
+                return output / clash[0].rstrip("/"), RESERVED_CLASH
         except OSError as e:
             return output, f"cannot read the output folder ({e.strerror or e})"
         parent = output.parent

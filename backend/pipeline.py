@@ -1,7 +1,6 @@
 """images -> landmarks -> bundle adjustment -> texture -> result bundle."""
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -10,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CancelledError, FaceForgeError, InputError, NoFaceError
-from .face_model import arkit_to_shape_names, load_face_model, shape_names_to_arkit
-from .landmarks.base import FORMATS, Detection
+from .face_model import gaze_angles, load_face_model, shape_names_to_arkit
+from .landmarks.base import Detection
 
 
 @dataclass
@@ -26,6 +25,8 @@ class View:
     focal_source: str = "fit"
     warnings: list = field(default_factory=list)
     frame: int | None = None  # source-video frame number: the image is a decoded frame, not a file to copy
+    image_suffix: str = ".png"  # of the bundle's copy (images.bundle_image_plan)
+    copy_source: bool = False  # the bundle keeps source_path byte for byte, else `image` re-encoded
 
 
 def resolve_device(device: str) -> str:
@@ -48,49 +49,31 @@ def _check(cancel):
 
 
 def load_landmarks_file(path) -> list[View]:
-    """User-supplied 2D landmarks, one entry per image (see README: 'Fitting your own landmarks')."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError("landmarks file not found", path)
-    except (OSError, ValueError) as e:
-        raise InputError(f"landmarks file is not valid JSON ({e})", path)
-    fmt = doc.get("format")
-    if fmt not in FORMATS:
-        raise InputError(f"landmarks file needs \"format\": one of {sorted(FORMATS)}", path)
-    views = []
-    for i, entry in enumerate(doc.get("images", [])):
-        pts = np.asarray(entry.get("points", []), np.float64)
-        if pts.shape != (FORMATS[fmt], 2):
-            raise InputError(f"image #{i}: expected {FORMATS[fmt]} points, got shape {pts.shape}", path)
-        img_path = entry.get("image")
-        image, w, h, warnings = None, entry.get("width"), entry.get("height"), []
-        if img_path:
-            p = Path(img_path) if Path(img_path).is_absolute() else path.parent / img_path
-            if p.is_file():
-                from .images import load_image
+    """User-supplied 2D landmarks, one entry per image (see README: 'Fitting your own landmarks'), checked
+    field by field at the door (backend/landmarks_file.py)."""
+    from .images import bundle_image_plan
+    from .landmarks_file import read_landmarks_file
 
-                li = load_image(p)
-                if li.scale != 1.0:
-                    pts = pts * li.scale
-                image, w, h, warnings = li.rgb, li.rgb.shape[1], li.rgb.shape[0], list(li.warnings)
-        if not w or not h:
-            raise InputError(f"image #{i}: give \"width\" and \"height\" when the image file is not available", path)
-        det = Detection(points=pts, format=fmt, box=(*pts.min(0), *pts.max(0)))
-        focal = entry.get("focal_px")
-        views.append(View(name=entry.get("name") or (Path(img_path).stem if img_path else f"view{i}"),
-                          source_path=str(img_path or ""), width=int(w), height=int(h), detection=det, image=image,
-                          focal_px=focal, focal_source="given" if focal else "fit", warnings=warnings))
-    if not views:
-        raise InputError("landmarks file lists no images", path)
+    fmt, entries = read_landmarks_file(path)
+    views = []
+    for e in entries:
+        li = e.image
+        suffix, copy = bundle_image_plan(li) if li is not None else (".png", False)
+        det = Detection(points=e.points, format=fmt, box=(*e.points.min(0), *e.points.max(0)))
+        views.append(View(name=e.name or (e.image_path.stem if e.image_path else f"view{e.index}"),
+                          source_path=str(e.image_path or ""), width=e.width, height=e.height, detection=det,
+                          image=None if li is None else li.rgb, focal_px=e.focal_px,
+                          focal_source="given" if e.focal_px else "fit", warnings=e.warnings,
+                          image_suffix=suffix, copy_source=copy))
+    _dedupe_names(views)
     return views
 
 
 def detect_views(inputs, detector_name="mediapipe", device="cpu", face_index=None, progress=_noop_progress,
                  cancel=None) -> tuple[list[View], list[str]]:
-    from .images import collect_inputs, is_video, load_image
+    from .images import bundle_image_plan, collect_inputs, is_video, load_image
     from .landmarks import make_detector
+    from .landmarks.mediapipe_detector import SMALL_FACE_HINT
 
     files = collect_inputs(list(inputs))
     videos = [f for f in files if is_video(f)]
@@ -115,14 +98,17 @@ def detect_views(inputs, detector_name="mediapipe", device="cpu", face_index=Non
                 if len(files) == 1:
                     raise e
                 continue
+            suffix, copy = bundle_image_plan(li)
             v = View(name=f.stem, source_path=str(f), width=li.rgb.shape[1], height=li.rgb.shape[0], detection=det,
                      image=li.rgb, focal_px=li.exif_focal_px, focal_source="exif" if li.exif_focal_px else "fit",
-                     warnings=list(li.warnings) + [f"{f.name}: {w}" for w in det.warnings])
+                     warnings=[f"{f.name}: {w}" for w in li.warnings + det.warnings], image_suffix=suffix,
+                     copy_source=copy)
             views.append(v)
     finally:
         mp.close()
     if not views:
-        raise NoFaceError("no face found in any of the images", files[0].parent if len(files) > 1 else files[0])
+        raise NoFaceError(f"no face found in any of the images ({SMALL_FACE_HINT})",
+                          files[0].parent if len(files) > 1 else files[0])
     _dedupe_names(views)
     return views, warnings
 
@@ -137,46 +123,58 @@ def _single_video(inputs) -> Path | None:
     return None
 
 
-def _image_suffix(v) -> str:
-    return ".png" if v.frame is not None else (Path(v.source_path).suffix.lower() or ".png")
-
-
 def _dedupe_names(views):
+    """Each view's name becomes a file name in the bundle (images/NAME.jpg): make it one, and unique even
+    on file systems that ignore case."""
     seen = {}
     for v in views:
-        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", v.name) or "view"
-        n = seen.get(base, 0)
-        seen[base] = n + 1
+        base = safe_file_name(v.name, "view")
+        n = seen.get(base.lower(), 0)
+        seen[base.lower()] = n + 1
         v.name = base if n == 0 else f"{base}_{n}"
 
 
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+
+
+def safe_file_name(name: str, default: str) -> str:
+    """`name` as one plain file name on any system: letters (any script), digits, `_`, `.`, `-` only, no
+    leading dot (hidden, or `..`), at most 80 characters; separators and the rest become `_`."""
+    import unicodedata
+
+    base = re.sub(r"[^\w.-]+", "_", unicodedata.normalize("NFC", str(name))).lstrip(".").rstrip(". ")[:80]
+    if base.split(".")[0].upper() in _WINDOWS_RESERVED:
+        base = "_" + base
+    return base or default
+
+
 def fit_views(views: list[View], device="cpu", progress=_noop_progress, cancel=None, config=None):
+    from dataclasses import replace
+
     from .fit import BundleAdjuster, FitConfig, landmark_spec
+    from .fit.inputs import camera_groups, detector_scores
 
     model = load_face_model()
     fmt = views[0].detection.format
     spec = landmark_spec(fmt, model)
-    cfg = config or FitConfig()
-    cfg.device = device
+    cfg = replace(config or FitConfig(), device=device)
     pts = np.stack([v.detection.points for v in views])[None]
     vis = np.ones(pts.shape[:3])
     sizes = np.array([[(v.width, v.height) for v in views]], np.float64)
-    # views from one camera share a focal: same image size and same EXIF focal (or none)
-    keys = [(v.width, v.height, round(v.focal_px or 0, 1)) for v in views]
-    groups = np.array([[sorted(set(keys), key=keys.index).index(k) for k in keys]])
+    groups = camera_groups(views)[None]
     have = [v.focal_px is not None for v in views]
     focal_init = focal_known = None
     if any(have):
         focal_init = np.array([[v.focal_px or max(v.width, v.height) for v in views]], np.float64)
         focal_known = np.array([have])
-    init = None
-    if all(v.detection.blendshapes for v in views):  # MediaPipe's own scores are a good start
-        init = {"expression": np.array([[list(arkit_to_shape_names(v.detection.blendshapes,
-                                                                    model.expression_names).values())
-                                          for v in views]])}
+    init = priors = None
+    scores = detector_scores(model, views)
+    if scores is not None:  # MediaPipe's own expression scores: where to start, and a prior where calibrated
+        init = {"expression": np.nan_to_num(scores)[None]}
+        priors = {"expression": scores[None]}
     ba = BundleAdjuster(model, spec, cfg)
     res = ba.fit_multistart(pts, vis, sizes, focal_init=focal_init, focal_known=focal_known, groups=groups, init=init,
-                 progress=lambda f: progress("fit", f, "bundle adjustment"), cancel=cancel)
+                            progress=lambda f: progress("fit", f, "bundle adjustment"), cancel=cancel, priors=priors)
     return model, spec, res
 
 
@@ -191,7 +189,7 @@ def view_report(model, views, res) -> list[dict]:
         expr = {n: round(float(w), 5) for n, w in zip(model.expression_names, res.expression[0, i])}
         out.append({
             "name": v.name,
-            "image": f"images/{v.name}{_image_suffix(v)}" if v.image is not None else None,
+            "image": f"images/{v.name}{v.image_suffix}" if v.image is not None else None,
             "source_path": v.source_path, "width": v.width, "height": v.height,
             "landmark_format": v.detection.format, "landmarks_2d": np.round(v.detection.points, 3).tolist(),
             "n_faces": v.detection.n_faces,
@@ -200,11 +198,42 @@ def view_report(model, views, res) -> list[dict]:
                        "yaw_deg": yaw, "pitch_deg": pitch, "roll_deg": roll, "focal_source": v.focal_source},
             "expression": expr,
             "arkit": shape_names_to_arkit(expr),
+            "gaze": {side: {"yaw_deg": round(y, 3), "pitch_deg": round(p, 3)}
+                     for side, (y, p) in gaze_angles(expr).items()},
             "reprojection_error_px": {"median": float(np.median(err)), "mean": float(err.mean()),
                                       "p90": float(np.percentile(err, 90)), "max": float(err.max())},
             "interocular_px": v.detection.interocular,
             "warnings": v.warnings,
         })
+    return out
+
+
+# Shape uncertainty: the Laplace posterior of the identity (FitResult.identity_cov) carried to the face's vertices
+# is optimistic (landmark errors are correlated, the model is not the face); UNCERTAINTY_SCALE brings its median
+# to the median error measured on rendered faces through MediaPipe (python -m bench.real, docs/benchmarks.md).
+UNCERTAINTY_SCALE = 1.0
+WEAK_SHAPE_MM = 2.0  # above this expected median error the shape is called weakly determined
+
+
+def shape_confidence(model, res) -> dict:
+    """How far to trust the fitted shape: expected per-vertex error of the face region in mm (median and 90th
+    percentile over the face's vertices), and a warning text under `weak` when it is poorly determined."""
+    if res.identity_cov is None:
+        return {}
+    from .face_model import FACE_VERTICES
+
+    a, b = FACE_VERTICES
+    K = res.identity_cov.shape[-1]
+    Bv = model.identity[:K, a:b].astype(np.float64).transpose(1, 2, 0)  # (N, 3, K)
+    cov = res.identity_cov[0].astype(np.float64)
+    var = np.einsum("nck,kl,ncl->n", Bv, cov, Bv)  # summed over x, y, z
+    std = np.sqrt(np.maximum(var, 0)) * 10 * UNCERTAINTY_SCALE
+    out = {"median": round(float(np.median(std)), 3), "p90": round(float(np.percentile(std, 90)), 3)}
+    if out["median"] > WEAK_SHAPE_MM:
+        n = res.expression.shape[1]
+        out["weak"] = (f"the face shape is weakly determined (expected error {out['median']:.1f} mm) "
+                       + ("by a single photo: add photos from other angles (about 30-60 deg to each side)"
+                          if n == 1 else "by these photos: add photos from other angles"))
     return out
 
 
@@ -227,10 +256,12 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
     """Photos (or a landmarks file) -> result bundle. A single video instead gives the same bundle, its views
     the frames the identity was fitted on, plus the tracked animation (frame_step, max_frames, smoothing)."""
     from .bundle import check_output
+    from .options import check_options
 
+    check_options(dict(landmarks=landmarks, landmarks_file=landmarks_file, device=device, texture_size=texture_size,
+                       texture=texture, texture_hair=texture_hair, subject=subject, face_index=face_index,
+                       frame_step=frame_step, max_frames=max_frames, smoothing=smoothing))
     check_output(output)
-    if texture_hair not in ("remove", "keep"):
-        raise InputError(f"texture_hair must be 'remove' or 'keep', not {texture_hair!r}")
     progress = progress or _noop_progress
     timings, t_all = {}, time.perf_counter()
     device = resolve_device(device)
@@ -262,11 +293,15 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
     timings["fit"] = time.perf_counter() - t
     reports = view_report(model, views, res)
     warnings += consistency_warnings(views, reports)
+    confidence = shape_confidence(model, res)
+    if vf is None and confidence.get("weak"):
+        warnings.append(confidence["weak"])
     if len(views) >= 3 and vf is None:  # a video's frames are one face already: video._pick_face follows it
         from .fit.identity_check import pipeline_identity_warnings
 
-        progress("fit", 1.0, "checking that all views show one person")
-        warnings += pipeline_identity_warnings(views, model, spec)
+        warnings += pipeline_identity_warnings(
+            views, model, spec, joint=res, config=fit_config, cancel=cancel,
+            progress=lambda f: progress("check", f, "checking that all photos show one person"))
     _check(cancel)
 
     extra, files, tex_info = {}, {}, {}
@@ -289,23 +324,29 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
         progress("texture", 0.0, f"baking a {texture_size}px texture")
         tex_info = bake(model, res, views, texture_size, device, extra, files, hair=texture_hair, cancel=cancel,
                         progress=progress)
+    elif texture:
+        bare = sum(v.image is None for v in views)
+        warnings.append(f"no texture baked: {bare} of {len(views)} views have no photo (landmarks only)")
     timings["texture"] = time.perf_counter() - t
     _check(cancel)
 
     t = time.perf_counter()
     progress("export", 0.0, "writing the result bundle")
+    from .images import encode_image
+
     subject = subject or _subject_name(views)
-    images = [(v.source_path, Path(r["image"]).name) for v, r in zip(views, reports) if r["image"] and v.frame is None]
-    for v, r in zip(views, reports):  # landmark-only, in-memory or video-frame images: save what we loaded
-        if r["image"] and (v.frame is not None or not Path(v.source_path).is_file()):
-            extra[r["image"]] = _png_bytes(v.image)
+    images = [(v.source_path, Path(r["image"]).name) for v, r in zip(views, reports) if r["image"] and v.copy_source]
+    for v, r in zip(views, reports):  # rotated, converted, HEIC or video-frame images: the pixels the fit used
+        if r["image"] and not v.copy_source:
+            extra[r["image"]] = encode_image(v.image, v.image_suffix)
     result = {
         "subject": subject,
         "files": files,
         "views": reports,
         "fit": {"iterations": res.iterations, "cost": float(res.cost[0]), "device": device,
                 "landmark_format": spec.format, "n_landmarks": int(spec.valid.sum()),
-                "focal_px": sorted({round(float(f), 2) for f in res.focal[0]})},
+                "focal_px": sorted({round(float(f), 2) for f in res.focal[0]}),
+                "shape_uncertainty_mm": {k: v for k, v in confidence.items() if k != "weak"}},
         "texture": tex_info,
         "warnings": warnings + [w for r in reports for w in r["warnings"]],
         "timings_s": timings,

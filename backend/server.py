@@ -5,8 +5,10 @@ server as a subprocess and talks to it with one JSON object per line.
 
 Client -> server (stdin):
   {"id": 1, "cmd": "reconstruct", "inputs": [paths], "output": dir, "options": {landmarks, device,
-   texture_size, texture, texture_hair ("remove"|"keep"), subject, landmarks_file, face_index, frame_step,
-   max_frames, smoothing}}
+   texture_size, texture, texture_hair, subject, landmarks_file, face_index, frame_step, max_frames,
+   smoothing}}
+                                    paths absolute; option types and ranges as backend/options.py, checked
+                                    before any work (else a bad_request error); unknown options are ignored
   {"id": 1, "cmd": "cancel"}        cancel the running request (the bundle is then not written)
   {"id": 2, "cmd": "check"}         what this interpreter can find (torch, mediapipe, weights)
   {"id": 3, "cmd": "ping"}
@@ -19,6 +21,7 @@ Server -> client (stdout):
   {"event": "check", "id", "ok", "python", "packages", "torch", "cuda", "mediapipe", "weights", "problems"}
   {"event": "pong", "id"}
 
+A line that is not UTF-8 or not a JSON object is answered with a bad_request error; the server keeps serving.
 Only protocol lines go to stdout: file descriptor 1 is redirected to stderr at start-up, so any
 library that prints (or C code writing to fd 1) cannot corrupt the stream. When stdin closes (the
 client died), the running job is cancelled and the process exits, so no orphan is left behind.
@@ -64,6 +67,8 @@ class Server:
         if cmd == "reconstruct":
             if self.running:
                 self.emit("error", id=rid, code="busy", message="a reconstruction is already running", path=None)
+            elif (problem := request_problem(msg)) is not None:
+                self.emit("error", id=rid, code="bad_request", message=problem, path=None)
             else:
                 self.cancel_event.clear()
                 self.current_id, self.running = rid, True
@@ -90,10 +95,6 @@ class Server:
             inputs = msg.get("inputs") or []
             output = msg.get("output")
             options = {k: v for k, v in (msg.get("options") or {}).items() if k in RECONSTRUCT_OPTIONS}
-            if not isinstance(inputs, list) or (not inputs and not options.get("landmarks_file")) or not output:
-                final = ("error", dict(id=rid, code="bad_request", path=None,
-                                       message="reconstruct needs 'inputs' (a list of paths) and 'output' (a folder)"))
-                return
 
             def progress(stage, fraction, message=""):
                 self.emit("progress", id=rid, stage=str(stage), fraction=float(fraction), message=str(message))
@@ -120,6 +121,13 @@ class Server:
     def serve(self) -> int:
         self.emit("ready", protocol=PROTOCOL, backend_version=__version__, pid=os.getpid())
         for line in self.inp:
+            if isinstance(line, bytes):  # stdin is read as bytes: one bad byte must cost one request, not the server
+                try:
+                    line = line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    self.emit("error", id=None, code="bad_request", path=None,
+                              message=f"request is not valid UTF-8 (byte 0x{line[e.start]:02x} at position {e.start})")
+                    continue
             line = line.strip()
             if not line:
                 continue
@@ -137,6 +145,35 @@ class Server:
         if self.worker is not None:
             self.worker.join(30.0)
         return 0
+
+
+def request_problem(msg: dict) -> str | None:
+    """Why a reconstruct request cannot start (one line), checked before any work; None when it can.
+
+    Paths must be absolute: the server's working folder is wherever the client started it (the add-on: the
+    project root), never a place a user meant."""
+    from .options import check_options
+    from .errors import InputError
+
+    inputs, output, options = msg.get("inputs") or [], msg.get("output"), msg.get("options") or {}
+    if not isinstance(options, dict):
+        return f"'options' must be an object (got {type(options).__name__})"
+    if not isinstance(inputs, list) or (not inputs and not options.get("landmarks_file")) or not output:
+        return "reconstruct needs 'inputs' (a list of paths) and 'output' (a folder)"
+    if not isinstance(output, str) or not os.path.isabs(output):
+        return f"'output' must be an absolute folder path (got {output!r})"
+    for i, p in enumerate(inputs):
+        if not isinstance(p, str) or not os.path.isabs(p):
+            return f"'inputs[{i}]' must be an absolute file path (got {p!r})"
+    lm = options.get("landmarks_file")
+    if isinstance(lm, str) and not os.path.isabs(lm):
+        return f"'options.landmarks_file' must be an absolute file path (got {lm!r})"
+    try:
+        check_options({k: v for k, v in options.items() if k in RECONSTRUCT_OPTIONS},
+                      name=lambda k: f"'options.{k}'")
+    except InputError as e:
+        return str(e)
+    return None
 
 
 def check_environment() -> dict:
@@ -172,7 +209,7 @@ def main(argv=None) -> int:
         print(__doc__)
         return 0
     out = _protocol_stdout()
-    inp = open(sys.stdin.fileno(), "r", encoding="utf-8", closefd=False)
+    inp = open(sys.stdin.fileno(), "rb", closefd=False)
     return Server(out, inp).serve()
 
 

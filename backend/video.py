@@ -67,7 +67,9 @@ def _open(path: Path):
         if path.is_dir():
             raise InputError("is a folder, not a video", path)
         if not path.is_file():
-            raise InputError("no such file", path)
+            from .images import missing_reason
+
+            raise InputError(missing_reason(path), path)
         if path.stat().st_size == 0:
             raise InputError("file is empty (0 bytes)", path)
         with open(path, "rb"):  # VideoCapture reports no reason; a permission problem should say so
@@ -131,11 +133,11 @@ def probe(path) -> tuple[float, int]:
     return fps, count
 
 
-def _pick_face(faces: list[Detection], prev_box, face_index) -> Detection:
+def _pick_face(faces: list[Detection], prev_box, face_index, path=None) -> Detection:
     """The chosen person across frames: at the start the largest (or --face-index), then whoever overlaps
     the previous frame's face most, so a second person walking in does not steal the track."""
     if prev_box is None:
-        return pick_by_size(faces, face_index)
+        return pick_by_size(faces, face_index, path)
 
     def iou(b):
         ix = max(0.0, min(b[2], prev_box[2]) - max(b[0], prev_box[0]))
@@ -170,6 +172,7 @@ def detect_video(path, frame_step: int | None = None, max_frames: int | None = N
     frames, dets, size = [], [], None
     t_decode = t_detect = 0.0
     prev_box = None
+    size_changed = False
     mp = make_detector("mediapipe")
     try:
         t = time.perf_counter()
@@ -181,10 +184,11 @@ def detect_video(path, frame_step: int | None = None, max_frames: int | None = N
                 size = (rgb.shape[1], rgb.shape[0])
             elif (rgb.shape[1], rgb.shape[0]) != size:  # resolution switch mid-stream (screen recordings)
                 warnings.append(f"{path.name}: frame size changes at frame {idx}; stopped there")
+                size_changed = True
                 break
             t = time.perf_counter()
             faces = mp.detect_all(rgb)
-            det = _pick_face(faces, prev_box, face_index) if faces else None
+            det = _pick_face(faces, prev_box, face_index, path) if faces else None
             if det is not None:
                 det.n_faces, prev_box = len(faces), det.box
             t_detect += time.perf_counter() - t
@@ -199,6 +203,9 @@ def detect_video(path, frame_step: int | None = None, max_frames: int | None = N
     if not frames:
         raise InputError("video has no readable frames (empty, damaged, or a codec OpenCV's FFmpeg cannot "
                          "decode)", path)
+    if max_frames and len(frames) < int(max_frames) and not size_changed:
+        warnings.append(f"{path.name}: only {len(frames)} frames to track, fewer than the {max_frames} --max-frames "
+                        f"asked for (the video is shorter{f'; frame step {step}' if step > 1 else ''})")
     if count > 0 and not max_frames and frames[-1] + step < count - step:
         warnings.append(f"{path.name}: decoding stopped at frame {frames[-1]} of {count} (damaged file?)")
     n_valid = sum(d is not None for d in dets)

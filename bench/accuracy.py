@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import os
 import platform
 import resource
@@ -23,6 +24,7 @@ import numpy as np
 from backend.face_model import FACE_VERTICES, load_face_model
 from backend.fit import BundleAdjuster, FitConfig, landmark_spec
 from .geometry import similarity_transform
+from .report import write_head
 from .synthetic import face_error_mm, landmark_points, look_at_camera, project, random_face, similarity_align
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +65,7 @@ def scene(rng, model, spec, n_views, noise_px, detail=None):
         verts = model.vertices(ident, expr)
         if detail is not None:
             verts = verts + detail
-        pts = project(landmark_points(verts, spec), R, t, focal, (SIZE - 1) / 2, (SIZE - 1) / 2)
+        pts = project(landmark_points(verts, spec, expr, R, t), R, t, focal, (SIZE - 1) / 2, (SIZE - 1) / 2)
         if noise_px > 0:
             pts = pts + rng.normal(0, noise_px, pts.shape)
         views.append(dict(R=R, t=t, expression=expr, points=pts, focal=focal))
@@ -509,19 +511,8 @@ def run(quick=False, out="docs", pipeline=None):
         plot(results["accuracy"], outp / "bench_error_vs_views.png")
         rep()
         rep("![median face error vs views](bench_error_vs_views.png)")
-        doc = outp / "benchmarks.md"
-        # The sections python -m bench.video and python -m bench.texture_report own (the file's last)
-        # are kept, not dropped.
-        from .texture_report import SECTION as TEXTURE_SECTION
-        from .video import SECTION
-
-        kept = ""
-        if doc.is_file():
-            old = doc.read_text()
-            found = [i for i in (old.find("\n" + SECTION + "\n"), old.find("\n" + TEXTURE_SECTION + "\n")) if i >= 0]
-            if found:
-                kept = "\n" + old[min(found):].strip("\n") + "\n"
-        doc.write_text("\n".join(rep.lines) + "\n" + kept)
+        # its own sections are the numbered ones; the other benchmarks' sections stay
+        write_head(outp / "benchmarks.md", rep.lines, own=lambda title: re.match(r"## \d+\. ", title) is not None)
     results["markdown"] = "\n".join(rep.lines)
     return results
 

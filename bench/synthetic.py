@@ -8,8 +8,9 @@ import math
 
 import numpy as np
 
-from backend.face_model import FACE_VERTICES, FaceModel
+from backend.face_model import ANTAGONISTS, FACE_VERTICES, FaceModel
 from backend.fit import LandmarkSpec
+from backend.fit.spec import view_yaw
 from .geometry import similarity_transform
 
 
@@ -34,6 +35,10 @@ def random_face(rng: np.random.Generator, model: FaceModel, n_active_expr: int =
     expr = np.zeros(model.n_expression)
     idx = rng.choice(model.n_expression, n_active_expr, replace=False)
     expr[idx] = rng.uniform(0.05, max_weight, n_active_expr)
+    names = model.expression_names
+    for a, b in ANTAGONISTS:  # a face cannot do both (the fitter keeps them apart): drop the second
+        if expr[names.index(a)] > 0 and expr[names.index(b)] > 0:
+            expr[names.index(b)] = 0.0
     return ident, expr
 
 
@@ -42,8 +47,10 @@ def project(points: np.ndarray, R, t, f, cx, cy) -> np.ndarray:
     return np.stack([f * Xc[:, 0] / Xc[:, 2] + cx, f * Xc[:, 1] / Xc[:, 2] + cy], 1)
 
 
-def landmark_points(vertices: np.ndarray, spec: LandmarkSpec) -> np.ndarray:
-    return (vertices[spec.vertex_ids] * spec.bary[..., None]).sum(1)
+def landmark_points(vertices: np.ndarray, spec: LandmarkSpec, expression=None, R=None, t=None) -> np.ndarray:
+    """Model-space landmarks as the fitter models them (spec.points): the face oval at the camera's view yaw, the
+    iris centres turned by the expression's gaze."""
+    return spec.points(vertices, expression, 0.0 if R is None else view_yaw(R, t))
 
 
 def make_scene(rng, model, spec, yaws, pitches=None, noise_px=0.0, size=1024, focal=None, distance_cm=60.0,
@@ -58,7 +65,7 @@ def make_scene(rng, model, spec, yaws, pitches=None, noise_px=0.0, size=1024, fo
         expr = base_expr if shared_expression else random_face(rng, model)[1]
         R, t = look_at_camera(yaw, pitch, rng.uniform(-5, 5), distance_cm)
         verts = model.vertices(ident, expr)
-        pts = project(landmark_points(verts, spec), R, t, focal, (size - 1) / 2, (size - 1) / 2)
+        pts = project(landmark_points(verts, spec, expr, R, t), R, t, focal, (size - 1) / 2, (size - 1) / 2)
         pts = pts + rng.normal(0, noise_px, pts.shape) if noise_px > 0 else pts
         views.append(dict(R=R, t=t, expression=expr, yaw=yaw, pitch=pitch, points=pts, size=(size, size),
                           focal=focal))

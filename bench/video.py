@@ -25,6 +25,7 @@ import numpy as np
 
 from backend.face_model import FACE_VERTICES, FaceModel, load_face_model
 from backend.fit import landmark_spec
+from .report import write_section
 from .synthetic import landmark_points, look_at_camera, project
 
 ACTIVE = ["jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "mouthSmileLeft", "mouthSmileRight", "browInnerUpLeft",
@@ -98,8 +99,8 @@ def sequence_landmarks(model, spec, seq, noise_px=0.0, seed=0) -> np.ndarray:
     out = []
     for k in range(len(seq["R"])):
         verts = model.vertices(seq["identity"], seq["expression"][k])
-        out.append(project(landmark_points(verts, spec), seq["R"][k], seq["t"][k], seq["focal"], (w - 1) / 2,
-                           (h - 1) / 2))
+        out.append(project(landmark_points(verts, spec, seq["expression"][k], seq["R"][k], seq["t"][k]), seq["R"][k],
+                           seq["t"][k], seq["focal"], (w - 1) / 2, (h - 1) / 2))
     pts = np.stack(out)
     return pts + rng.normal(0, noise_px, pts.shape) if noise_px > 0 else pts
 
@@ -321,7 +322,7 @@ def run(seed=0, n_frames=150, rendered_frames=120, noises=(0.0, 1.0, 2.0), smoot
     t_all = time.perf_counter()
     model = load_face_model()
     spec = landmark_spec("mediapipe478", model)
-    lines = [SECTION, "",
+    lines = ["## Video tracking", "",
              f"Command: `python -m bench.video --out docs` (seed {seed}, device {device}). Machine:", ""]
     lines += machine_info()
     seq = make_sequence(model, seed, n_frames)
@@ -409,19 +410,6 @@ def run(seed=0, n_frames=150, rendered_frames=120, noises=(0.0, 1.0, 2.0), smoot
               "average at the end: %.2f / %.2f / %.2f." % os.getloadavg()]
     print(lines[-1], flush=True)
     return lines
-
-
-SECTION = "## Video tracking"  # python -m bench keeps this section when it rewrites the file
-
-
-def write_section(doc: Path, lines: list[str]) -> None:
-    """Replace (or append) the video section of benchmarks.md, leaving the rest alone."""
-    text = doc.read_text() if doc.is_file() else "# FaceForge benchmarks\n"
-    start = text.find("\n" + SECTION)
-    if start >= 0:
-        nxt = text.find("\n## ", start + 1)
-        text = text[:start] + (text[nxt:] if nxt >= 0 else "\n")
-    doc.write_text(text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
 
 
 def main(argv=None):

@@ -1,5 +1,6 @@
 import os
 import sys
+from typing import Callable
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,31 @@ def mvfnet_bundle(tmp_path_factory):
                            "--no-texture"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return out, proc
+
+
+def as_unprivileged(fn: Callable[[], object]) -> str:
+    """str(fn()) computed in a forked child running as the unprivileged user nobody (uid/gid 65534), or
+    "raised Type: message". Root ignores permission bits, so this is how a permission case is tested as
+    root. Forked, not exec'd, because nobody may not reach the interpreter under /root; whatever fn touches
+    must be reachable by nobody."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                out = str(fn())
+            except BaseException as e:
+                out = f"raised {type(e).__name__}: {e}"
+            data = out.encode()
+            while data:
+                data = data[os.write(write_end, data):]
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    return out

@@ -259,13 +259,12 @@ def test_addon_client_sweeps_its_dead_backend(earlier):
 KILLS = int(os.environ.get("FACEFORGE_KILL_ROUNDS", "4"))
 
 
-def test_writer_killed_at_random_moments(tmp_path, model):
-    """SIGKILL a real writer at random points of its write loop (often inside write_bundle): whatever the
-    moment, after recovery the folder holds one complete bundle and nothing else is left."""
+def _kill_writers_at_random_moments(out: Path, model, seed: int, after_recovery=lambda r: None) -> None:
+    """KILLS rounds: start a WRITER of 50 bundles into `out`, SIGKILL it after a random time (round 0 once its
+    first bundle is in), then recover: one complete bundle from one write must be there, nothing beside it."""
     from backend.bundle import recover
 
-    out = (tmp_path / "bundle").resolve()
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for r in range(KILLS):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(out), str(r), "50", "0"], cwd=ROOT, env=_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -279,4 +278,33 @@ def test_writer_killed_at_random_moments(tmp_path, model):
             proc.stdout.close()
         assert recover(out)
         check_consistent(out, model)
-        assert leftovers(tmp_path) == []
+        assert leftovers(out.parent) == []
+        after_recovery(r)
+
+
+def test_writer_killed_at_random_moments(tmp_path, model):
+    """SIGKILL a real writer at random points of its write loop (often inside write_bundle): whatever the
+    moment, after recovery the folder holds one complete bundle and nothing else is left."""
+    _kill_writers_at_random_moments((tmp_path / "bundle").resolve(), model, seed=0)
+
+
+def test_user_files_survive_a_writer_killed_at_random_moments(tmp_path, model):
+    """The user's own files in a bundle (issue 14.2) are carried into each new bundle as hard links before the
+    swap: SIGKILL a writer anywhere in its loop and, after recovery, every one of them is in the bundle,
+    byte for byte, and no copy of them is left in a sibling."""
+    from backend.bundle import write_bundle
+
+    out = (tmp_path / "bundle").resolve()
+    write_bundle(out, {"subject": "w9-0", "timings_s": {}}, model,
+                 np.random.default_rng(9000).standard_normal(model.n_identity) * 0.5, extra_files={"tag.txt": b"w9-0"})
+    (out / "notes.txt").write_text("keep\n")
+    (out / "renders").mkdir()
+    for k in range(20):
+        (out / "renders" / f"r{k:03d}.png").write_bytes(bytes([k]) * 1000)
+    mine = {p: b for p, b in snapshot(out).items() if p == "notes.txt" or p.startswith("renders/")}
+
+    def still_there(r):
+        now = snapshot(out)
+        assert {p: now.get(p) for p in mine} == mine, f"round {r}"
+
+    _kill_writers_at_random_moments(out, model, seed=1, after_recovery=still_there)

@@ -1,5 +1,6 @@
 import numpy as np
 
+from backend import paths
 from backend.correspondence import load_correspondence, mediapipe_to_ibug68
 from bench.mp_canonical import load_canonical_mesh
 
@@ -12,7 +13,7 @@ def test_canonical_mesh_read_from_task_bundle():
 
 
 def test_stored_correspondence_is_on_the_surface_and_reported():
-    c = load_correspondence()
+    c = load_correspondence(paths.MP_TO_ICT_GEOMETRIC)
     assert c["tri_vertex_ids"].shape == (478, 3)
     np.testing.assert_allclose(c["bary"][:468].sum(1), 1.0, atol=1e-6)
     assert (c["bary"][:468] >= -1e-6).all()
@@ -36,7 +37,7 @@ def test_correspondence_rebuilds_identically(model):
     contour = sorted({c.start for c in C.FACE_LANDMARKS_FACE_OVAL} | {c.end for c in C.FACE_LANDMARKS_FACE_OVAL})
     v, _, tris = load_canonical_mesh()
     fresh = build(model, v, tris, contour, log=lambda *a: None)
-    stored = load_correspondence()
+    stored = load_correspondence(paths.MP_TO_ICT_GEOMETRIC)
     drift = rebuild_drift_mm(model, fresh, stored)
     assert np.median(drift) < 0.15 and np.percentile(drift, 99) < 0.5
     assert set(np.flatnonzero(drift > 0.5)) <= {263}

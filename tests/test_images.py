@@ -19,6 +19,7 @@ from PIL import Image
 
 from backend.errors import InputError
 from backend.images import collect_inputs, load_image
+from tests.conftest import as_unprivileged
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -228,29 +229,15 @@ def test_unreadable_file_permission_denied(tmp_path):
         if os.geteuid() != 0:
             expect_error(p, "cannot read the file: permission denied")
             return
-        # root reads anything: try again as the unprivileged user nobody, in a forked child
-        # (forked, not exec'd, because nobody may not reach the interpreter under /root)
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:
+        # root reads anything: try again as the unprivileged user nobody
+        def load():
             try:
-                os.close(read_end)
-                os.setgid(65534)
-                os.setuid(65534)
-                try:
-                    load_image(p)
-                    out = "loaded"
-                except InputError as e:
-                    out = str(e)
-                except BaseException as e:
-                    out = f"other {type(e).__name__}: {e}"
-                os.write(write_end, out.encode())
-            finally:
-                os._exit(0)
-        os.close(write_end)
-        with os.fdopen(read_end) as f:
-            out = f.read()
-        os.waitpid(pid, 0)
+                load_image(p)
+                return "loaded"
+            except InputError as e:
+                return str(e)
+
+        out = as_unprivileged(load)
         assert out == f"{p}: cannot read the file: permission denied"
     finally:
         p.chmod(0o644)

@@ -298,20 +298,44 @@ def test_output_under_a_regular_file_is_refused(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def test_output_folder_not_writable(tmp_path, out_with_earlier):
-    out, before = out_with_earlier
-    if os.geteuid() == 0:
-        pytest.skip("running as root: chmod 0o500 does not stop root writing; "
-                    "test_output_under_a_regular_file_is_refused covers the unwritable-output path")
-    os.chmod(out.parent, 0o500)
+def test_output_folder_not_writable(tmp_path, earlier_bundle):
+    """As root (which writes anywhere) the CLI runs in a child forked as the user nobody, who owns the folder
+    but may not write in it; the folder then lies outside pytest's root-only temp tree, which nobody
+    cannot enter. In-process main() there: the refusal comes before any detection, torch or thread."""
+    import contextlib
+    import io
+    import tempfile
+
+    from backend import __main__ as cli
+    from tests.conftest import as_unprivileged
+
+    root = Path(tempfile.mkdtemp(prefix="ff-unwritable-")) if os.geteuid() == 0 else tmp_path
     try:
-        proc = reconstruct_cli([FRONT], out)
+        os.chmod(root, 0o755)
+        out = root / "out" / "bundle"
+        shutil.copytree(earlier_bundle, out)
+        before = snapshot(out)
+        if os.geteuid() == 0:
+            os.chown(out.parent, 65534, 65534)
+        os.chmod(out.parent, 0o500)
+
+        def run():
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                rc = cli.main(["reconstruct", str(FRONT), "--output", str(out), "--no-texture", "--quiet"])
+            return json.dumps([rc, err.getvalue()])
+
+        try:
+            rc, stderr = json.loads(as_unprivileged(run) if os.geteuid() == 0 else run())
+        finally:
+            os.chmod(out.parent, 0o700)
+        assert rc == 4, (rc, stderr)
+        assert_one_error_line(stderr, out.parent.name, "cannot create the output folder (permission denied)")
+        assert snapshot(out) == before
+        assert leftovers(out.parent) == []
     finally:
-        os.chmod(out.parent, 0o700)
-    assert proc.returncode == 4, (proc.returncode, proc.stderr)
-    assert_one_error_line(proc.stderr, out.parent.name, "cannot create the output folder")
-    assert snapshot(out) == before
-    assert leftovers(out.parent) == []
+        if root != tmp_path:
+            shutil.rmtree(root)
 
 
 def test_full_disk_keeps_earlier_bundle(monkeypatch, capsys, landmarks_file, out_with_earlier):

@@ -115,3 +115,51 @@ def test_cancel_and_stdin_close_end_the_process(server, tmp_path):
     assert not out.exists() and not any(tmp_path.iterdir())  # no bundle, no temporary sibling
     t0 = time.monotonic()
     assert server.close() == 0 and time.monotonic() - t0 < 30
+
+
+def test_invalid_utf8_is_answered_and_the_server_keeps_serving(server):
+    """Issue 14.7: one bad byte on stdin used to end the server (UnicodeDecodeError in its read loop)."""
+    server.read(lambda e: e["event"] == "ready")
+    server.p.stdin.flush()
+    server.p.stdin.buffer.write(b'{"id": 1, "cmd": "ping", "note": "caf\xe9"}\n')
+    server.p.stdin.buffer.flush()
+    ev = server.read(lambda e: True)[0]
+    assert ev == {"event": "error", "id": None, "code": "bad_request", "path": None,
+                  "message": "request is not valid UTF-8 (byte 0xe9 at position 37)"}
+    server.send({"id": 2, "cmd": "ping"})
+    assert server.read(lambda e: True)[0] == {"event": "pong", "id": 2}
+    assert server.close() == 0
+
+
+BAD_REQUESTS = {
+    "texture_size_negative": ({"options": {"texture_size": -5}}, "'options.texture_size' must be from 64 to 8192 (got -5)"),
+    "texture_size_string": ({"options": {"texture_size": "2048"}}, "'options.texture_size' must be a whole number (got '2048')"),
+    "face_index_negative": ({"options": {"face_index": -1}}, "'options.face_index' must be at least 0 (got -1)"),
+    "texture_not_bool": ({"options": {"texture": "no"}}, "'options.texture' must be true or false (got 'no')"),
+    "device_unknown": ({"options": {"device": "tpu"}}, "'options.device' must be one of auto, cpu, cuda (got 'tpu')"),
+    "smoothing_negative": ({"options": {"smoothing": -1}}, "'options.smoothing' must be a number of at least 0 (got -1)"),
+    "max_frames_zero": ({"options": {"max_frames": 0}}, "'options.max_frames' must be at least 1 (got 0)"),
+    "options_not_object": ({"options": [1]}, "'options' must be an object (got list)"),
+    "output_relative": ({"output": "bundle"}, "'output' must be an absolute folder path (got 'bundle')"),
+    "output_not_text": ({"output": 5}, "'output' must be an absolute folder path (got 5)"),
+    "input_relative": ({"inputs": ["front.jpg"]}, "'inputs[0]' must be an absolute file path (got 'front.jpg')"),
+}
+
+
+def test_bad_options_and_paths_are_bad_request_before_any_work(server, tmp_path):
+    """Issue 14.7: texture_size -5 failed only after the fit; a relative output landed in the server's working
+    folder (the project root). Each request is answered at once, before the job's first progress event."""
+    server.read(lambda e: e["event"] == "ready")
+    good = {"cmd": "reconstruct", "inputs": [str(PHOTOS / "front.jpg")], "output": str(tmp_path / "b"),
+            "options": {"texture": False}}
+    for i, (case, (change, message)) in enumerate(BAD_REQUESTS.items()):
+        req = {**good, "id": i, **change}
+        if "options" in change and isinstance(change["options"], dict):
+            req["options"] = {**good["options"], **change["options"]}
+        server.send(req)
+        ev = server.read(lambda e: True)[0]
+        assert ev == {"event": "error", "id": i, "code": "bad_request", "path": None, "message": message}, case
+    assert not (tmp_path / "b").exists() and not (REPO / "bundle").exists()
+    server.send({"id": 99, "cmd": "ping"})
+    assert server.read(lambda e: True)[0] == {"event": "pong", "id": 99}
+    assert server.close() == 0

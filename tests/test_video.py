@@ -255,6 +255,7 @@ def test_bad_video_subprocess_one_line(tmp_path):
 def test_face_choice_starts_by_size_then_follows_the_track():
     """Frame 1: the largest face (or --face-index); later frames: the face overlapping the previous one most,
     so a larger second person entering the shot does not take over the track."""
+    from backend.errors import InputError
     from backend.landmarks.base import Detection
     from backend.video import _pick_face
 
@@ -265,6 +266,7 @@ def test_face_choice_starts_by_size_then_follows_the_track():
     small, big = face(10, 10, 60, 60), face(100, 10, 220, 130)
     assert _pick_face([small, big], None, None) is big
     assert _pick_face([small, big], None, 1) is small
-    assert _pick_face([small, big], None, 5) is small  # past the last: the smallest
+    with pytest.raises(InputError, match=r"--face-index 5 asked for, but 2 faces were found \(0 = largest \.\.\. 1\)"):
+        _pick_face([small, big], None, 5, "clip.mp4")  # past the last: an error, not someone else's face
     tracked = _pick_face([big, small], small.box, None)  # the larger face walked in: keep following ours
     assert tracked is small

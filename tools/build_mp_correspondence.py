@@ -1,4 +1,5 @@
-"""Rebuild weights/mediapipe_to_ict.npz from the two models' geometry (see backend/correspondence.py).
+"""Rebuild weights/mediapipe_to_ict_geometric.npz from the two models' geometry (bench/correspondence_build.py):
+the starting point of tools/calibrate_landmarks.py, which writes the map the fitter uses.
 
     python tools/build_mp_correspondence.py [--check]
 
@@ -28,15 +29,15 @@ def main():
     model = load_face_model()
     data = build(model, v, tris, contour)
     if args.check:
-        with np.load(paths.MP_TO_ICT) as old:
+        with np.load(paths.MP_TO_ICT_GEOMETRIC) as old:
             drift = rebuild_drift_mm(model, {k: old[k] for k in old.files}, data)
         moved = np.flatnonzero(drift > 0.5)
         same = np.median(drift) < 0.15 and len(moved) <= 1
         print(f"correspondence reproducible: {same} (drift median {np.median(drift):.3f} mm, "
               f"max {drift.max():.2f} mm, points moved > 0.5 mm: {moved.tolist()})")
         sys.exit(0 if same else 1)
-    np.savez_compressed(paths.MP_TO_ICT, **data)
-    print(f"wrote {paths.MP_TO_ICT}")
+    np.savez_compressed(paths.MP_TO_ICT_GEOMETRIC, **data)
+    print(f"wrote {paths.MP_TO_ICT_GEOMETRIC}")
 
 
 if __name__ == "__main__":

@@ -1,87 +1,133 @@
-"""Is every view the same person? A leave-one-out test on the landmark fit.
+"""Is every view the same person? Each view against what the *other* views say about the shape.
 
-pipeline.consistency_warnings compares each view's reprojection error in the *joint* fit, but a 3DMM with 100
-identity modes and per-view expressions can bend to fit a stranger's landmarks almost as well as the subject's
-(measured: the stranger's error was 1.08 % of eye distance against 0.70-0.95 % for the subject's own views), so
-it never fires. Here each view is instead fitted with the identity the *other* views agree on (identity fixed,
-pose/expression/focal free) and compared with a free fit of that view alone. For the same person the shared
-identity costs little; for someone else it cannot explain the face's proportions, and the error rises.
+pipeline.consistency_warnings compares each view's reprojection error in the joint fit, but a 3DMM with 100
+identity modes and per-view expressions can bend to fit a stranger's landmarks almost as well as the subject's,
+so it never fires. Here every view is fitted twice, alone:
+- with the ordinary identity prior ("alone"), and
+- with the identity prior the other views give it: their leave-one-out posterior N(a_-v, P_-v^-1) ("others").
+A view of the same person costs little more under the others' posterior; a stranger's face cannot match the
+proportions the others pin down, and the error rises. Using the posterior, not a fixed identity, is what keeps a
+frontal photo beside two profiles from being flagged: the profiles barely constrain the face's width, so the
+frontal view may set it freely, while the profile line they do fix still catches a stranger.
 
-All fits run as one batch per stage (B = V jobs), so the check costs about three extra single fits.
+Cost linear in the number of views: the leave-one-out posteriors come from the joint fit's own normal equations
+(remove view v's information and take one Newton step: a_-v = a* + P_-v^-1 r_v, P_-v = P - S_v), and the two
+single-view fits of every view run as one batch each.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
-# ratio = error(view with the others' identity) / error(view fitted alone). Measured on the test photos (MediaPipe
-# landmarks, FitConfig(iterations=25), bounded expression steps): the subject's own mvfnet views 1.23-1.43 (extra
-# error <= 0.27 % of eye distance; up to 1.53 / 0.34 % beside a stranger); a stranger added to them: 5932.jpg 1.61
-# (+0.47 %), image_0010.png 1.67 (+0.46 %), astronaut.png 2.02 (+0.58 %). The margin is thin (three strangers
-# measured), so a view is flagged only when it is also the worst one. Re-measure: tools/measure_identity_check.py.
-RATIO_WARN = 1.5
+# ratio = error(view under the others' posterior) / error(view alone), medians over its landmarks. Measured with
+# tools/measure_identity_check.py (MediaPipe on the real photos in tests/data; docs/benchmarks.md "Identity check"):
+# see the figures there. A view is flagged only when it is also the worst one and its extra error is beyond
+# sub-pixel noise.
+RATIO_WARN = 1.35
 MIN_EXTRA = 0.0033  # extra error as a fraction of eye distance: sub-pixel differences are no evidence
+MAX_VIEWS = 64  # above this, the check runs on the best-spread views only (the joint fit uses them all)
 
 
 def _iod(views) -> np.ndarray:
     return np.array([max(float(v.detection.interocular), 1.0) for v in views])
 
 
-def identity_scores(views, model, spec, config=None) -> dict:
-    """Per view: `alone` (median error of a free single-view fit), `others` (median error with the identity fitted
-    to the other views only), both as fractions of eye distance, and `ratio` = others / alone."""
-    from .adjuster import BundleAdjuster, FitConfig
+def identity_scores(views, model, spec, config=None, joint=None, progress=None, cancel=None) -> dict:
+    """Per view: `alone` and `others` (median landmark error as a fraction of eye distance, fitted alone with the
+    ordinary prior and with the other views' posterior) and `ratio` = others / alone.
 
+    joint: the FitResult of all views fitted together (pipeline.fit_views); fitted here when not given."""
+    from .adjuster import BundleAdjuster, FitConfig
+    from .inputs import camera_groups, detector_scores
+
+    cfg = config or FitConfig()
     V = len(views)
-    # the thresholds above were measured with 25 iterations; keep them meaningful when the default changes
-    cfg = replace(config or FitConfig(iterations=25))
     pts = np.stack([v.detection.points for v in views])  # (V, L, 2)
     sizes = np.array([(v.width, v.height) for v in views], np.float64)
     focal = [v.focal_px for v in views]
+    scores = detector_scores(model, views)
     iod = _iod(views)
     ba = BundleAdjuster(model, spec, cfg)
+    groups = camera_groups(views)
+    if joint is None:
+        joint = ba.fit_multistart(pts[None], np.ones((1, V, pts.shape[1])), sizes[None], groups=groups[None],
+                                  priors=None if scores is None else {"expression": scores[None]}, cancel=cancel)
+    if progress is not None:
+        progress(0.2)
+    info = ba.view_information(pts[None], np.ones((1, V, pts.shape[1])), sizes[None], joint, groups[None],
+                               priors=None if scores is None else {"expression": scores[None]})
+    K = ba.K
+    P = info["precision"][0]  # (K, K) the joint posterior precision (prior included)
+    S, r = info["view_precision"][0], info["view_gradient"][0]  # (V, K, K), (V, K)
+    P_loo = P[None] - S
+    a_loo = joint.identity[0][None, :K] + np.linalg.solve(P_loo, r[..., None])[..., 0]
 
-    def single(ba, init_identity=None):
-        kw = {}
-        if any(f is not None for f in focal):
-            kw["focal_init"] = np.array([[f or max(s)] for f, s in zip(focal, sizes)])
-            kw["focal_known"] = np.array([[f is not None] for f in focal])
-        init = None if init_identity is None else {"identity": init_identity}
-        res = ba.fit(pts[:, None], np.ones((V, 1, pts.shape[1])), sizes[:, None], init=init, **kw)
+    kw = {}
+    if any(f is not None for f in focal):
+        kw["focal_init"] = np.array([[f or max(s)] for f, s in zip(focal, sizes)])
+        kw["focal_known"] = np.array([[f is not None] for f in focal])
+    exp_prior = {} if scores is None else {"expression": scores[:, None]}
+
+    def single(priors):
+        res = ba.fit_multistart(pts[:, None], np.ones((V, 1, pts.shape[1])), sizes[:, None], priors=priors,
+                                cancel=cancel, **kw)
         return np.array([np.nanmedian(res.reprojection_px[b, 0]) for b in range(V)]) / iod
 
-    alone = single(ba)
-    # leave-one-out joint fits: job b sees every view except b (zero weight = padding, as the fitter allows)
-    vis = np.ones((V, V, pts.shape[1]))
-    vis[np.arange(V), np.arange(V)] = 0.0
-    keys = [(v.width, v.height, round(v.focal_px or 0, 1)) for v in views]
-    groups = np.array([[sorted(set(keys), key=keys.index).index(k) for k in keys]] * V)
-    loo = ba.fit(np.broadcast_to(pts, (V, *pts.shape)).copy(), vis, np.broadcast_to(sizes, (V, V, 2)).copy(),
-                 groups=groups)
-    others = single(BundleAdjuster(model, spec, replace(cfg, fix_identity=True)), loo.identity)
+    alone = single(exp_prior or None)
+    if progress is not None:
+        progress(0.6)
+    others = single({**exp_prior, "identity_mean": a_loo, "identity_precision": P_loo})
+    if progress is not None:
+        progress(1.0)
     return {"alone": alone, "others": others, "ratio": others / np.maximum(alone, 1e-6)}
 
 
-def pipeline_identity_warnings(views, model, spec) -> list[str]:
-    """For pipeline.reconstruct, after fit_views: `warnings += pipeline_identity_warnings(views, model, spec)`.
-    Never fails the run: a check that cannot run is no reason to lose the reconstruction."""
+def spread_subset(views, rough_angles, n: int) -> list[int]:
+    """Up to n view indices spread over head pose (farthest-point sampling in yaw/pitch, from the most frontal)."""
+    ang = np.asarray(rough_angles, np.float64)
+    first = int(np.argmin(np.abs(ang).sum(1)))
+    picks = [first]
+    dist = np.linalg.norm(ang - ang[first], axis=1)
+    while len(picks) < min(n, len(views)):
+        k = int(np.argmax(dist))
+        picks.append(k)
+        dist = np.minimum(dist, np.linalg.norm(ang - ang[k], axis=1))
+    return sorted(picks)
+
+
+def pipeline_identity_warnings(views, model, spec, joint=None, config=None, progress=None, cancel=None) -> list[str]:
+    """For pipeline.reconstruct, after fit_views. Never fails the run: a check that cannot run is no reason to lose
+    the reconstruction, but it says so (a warning) rather than staying silent. Cancellation still cancels."""
+    from ..errors import CancelledError
+
     try:
-        return identity_warnings(views, model, spec)
-    except Exception:  # noqa: BLE001 - advisory only
-        return []
+        return identity_warnings(views, model, spec, config, joint, progress, cancel)
+    except CancelledError:
+        raise
+    except Exception as e:  # noqa: BLE001 - advisory only
+        return [f"the same-person check could not run ({type(e).__name__}: {e}); the reconstruction is unaffected"]
 
 
-def identity_warnings(views, model, spec, config=None) -> list[str]:
+def identity_warnings(views, model, spec, config=None, joint=None, progress=None, cancel=None) -> list[str]:
     """Warnings naming each view that does not look like the person in the other views (needs >= 3 views:
-    with two, either one could be the odd one out, and one view's identity is too loosely determined)."""
+    with two, either one could be the odd one out)."""
     if len(views) < 3:
         return []
-    s = identity_scores(views, model, spec, config)
     out = []
+    sel = list(range(len(views)))
+    if len(views) > MAX_VIEWS:
+        from .tracking import rough_poses
+
+        ang = rough_poses(model, spec, np.stack([v.detection.points for v in views]), np.ones(len(views), bool),
+                          (views[0].width, views[0].height))
+        sel = spread_subset(views, ang[:, :2], MAX_VIEWS)
+        out.append(f"{len(views)} photos: the same-person check used {len(sel)} of them, spread over head pose")
+        joint = None
+    sub = [views[i] for i in sel]
+    s = identity_scores(sub, model, spec, config, joint, progress, cancel)
     worst = int(np.argmax(s["ratio"]))
-    for i, (v, r, a, o) in enumerate(zip(views, s["ratio"], s["alone"], s["others"])):
+    for i, (v, r, a, o) in enumerate(zip(sub, s["ratio"], s["alone"], s["others"])):
         if i == worst and r > RATIO_WARN and o - a > MIN_EXTRA:
             out.append(f"{v.name}: does not match the face in the other photos (landmark error {100 * o:.1f}% "
                        f"of eye distance with their shape vs {100 * a:.1f}% alone); is it the same person?")
     return out
+

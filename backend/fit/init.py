@@ -18,14 +18,14 @@ def pnp_init(adj, pb: Problem, st: State):
 
     B, V = pb.obs.shape[:2]
     eye = torch.eye(3, dtype=adj.dt, device=adj.dev).expand(B, V, 3, 3)
-    P, _ = adj.points(st.replace(R=eye, t=torch.zeros(B, V, 3, dtype=adj.dt, device=adj.dev)))
+    P, _ = adj.points(pb, st.replace(R=eye, t=torch.zeros(B, V, 3, dtype=adj.dt, device=adj.dev)))
     f = _np(pb.focal(st))
     Pn, on, vn = _np(P), _np(pb.obs), _np(pb.vis)
     cx, cy = _np(pb.cx), _np(pb.cy)
     Rs, ts = np.zeros((B, V, 3, 3)), np.zeros((B, V, 3))
     for b in range(B):
         for v in range(V):
-            m = (vn[b, v] > 0) & ~adj.spec.contour
+            m = (vn[b, v] > 0) & ~adj.spec.contour & ~adj.spec.iris
             Kmat = np.array([[f[b, v], 0, cx[b, v]], [0, f[b, v], cy[b, v]], [0, 0, 1]])
             if m.sum() < 6:  # padded view: put it somewhere harmless
                 Rs[b, v], ts[b, v] = np.diag([1.0, -1, -1]), [0, 0, 100.0]

@@ -43,6 +43,16 @@ class Problem:
     sigma: torch.Tensor  # (B,1,1) landmark noise, % inter-ocular distance (re-estimated during the fit)
     logf0: torch.Tensor = None  # (B,G) focal prior centre
     focal_w: torch.Tensor = None  # (B,G) focal prior weight
+    # identity prior (a - mean)^T precision (a - mean); None: identity_prior * |a|^2
+    identity_mean: torch.Tensor = None  # (B,K)
+    identity_precision: torch.Tensor = None  # (B,K,K)
+    # a detector's own expression scores as a prior: sum w (b - target)^2 (weights 0 where there are none)
+    expression_target: torch.Tensor = None  # (B,V,E)
+    expression_weight: torch.Tensor = None  # (B,V,E)
+    # the face oval at each view's current yaw (adjuster.update_contour): per view, per contour landmark
+    contour_mean: torch.Tensor = None  # (B,V,C,3)
+    contour_id: torch.Tensor = None  # (B,V,C,3,K)
+    contour_exp: torch.Tensor = None  # (B,V,C,3,E)
 
     @property
     def G(self) -> int:

@@ -1,11 +1,20 @@
-"""Where each detector landmark lives on the ICT surface."""
+"""Where each detector landmark lives on the ICT surface, and how much to trust it.
+
+MediaPipe-478 uses the calibrated map in weights/mediapipe_to_ict.npz (bench/landmark_calibration.py says how it
+is measured): a fixed surface point for most landmarks, a table over the view's yaw for the face oval (its points
+slide along the silhouette as the head turns), a noise figure per landmark, and the two iris centres as the pupil
+centres of the rigid eyeballs, which the gaze turns (backend/eyes.py). iBUG-68 uses ICT's own landmark vertices.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..face_model import FaceModel
+
+IRIS_CENTRES = {468: "right", 473: "left"}  # MediaPipe's iris centres: 468 sits in the eye of outer corner 33
 
 
 @dataclass
@@ -15,14 +24,111 @@ class LandmarkSpec:
     bary: np.ndarray  # (L, 3)
     valid: np.ndarray  # (L,) usable for fitting
     contour: np.ndarray  # (L,) silhouette-dependent landmark
+    sigma: np.ndarray | None = None  # (L,) detector noise, % of eye distance (None: all alike)
+    # face-oval table: contour landmark ids (C,), view-yaw bin centres (nb,) deg, and per landmark and bin the
+    # surface point (C, nb, 3) vertex ids + barycentrics; None: the contour uses the fixed embedding above
+    contour_ids: np.ndarray | None = None
+    contour_yaw_bins: np.ndarray | None = None
+    contour_tri: np.ndarray | None = None
+    contour_bary: np.ndarray | None = None
+    # (L, E, 3) motion of a landmark per unit expression weight that the mesh's blendshapes do not carry: the
+    # iris centres turned by eyeLook* (eyeballs are rigid; ICT's eyeLook shapes move only the lids)
+    gaze_basis: np.ndarray | None = None
+    # (E,) spread of the detector's own expression scores around the truth, on the model's shape names
+    # (bench/landmark_calibration.py); None: the detector gives none, or they are not calibrated
+    blendshape_sigma: np.ndarray | None = None
+
+    @property
+    def iris(self) -> np.ndarray:
+        m = np.zeros(len(self.valid), bool)
+        if self.gaze_basis is not None:
+            m[np.abs(self.gaze_basis).sum((1, 2)) > 0] = True
+        return m
+
+    def weights(self) -> np.ndarray:
+        """(L,) relative landmark weights: inverse noise variance, 1 for a typical fixed landmark, clipped to
+        [0.1, 4] so no single point can dominate the fit."""
+        if self.sigma is None:
+            return np.ones(len(self.valid))
+        ref = np.median(self.sigma[self.valid & ~self.contour & ~self.iris])
+        return np.clip((ref / np.maximum(self.sigma, 1e-6)) ** 2, 0.1, 4.0)
+
+    def points(self, vertices: np.ndarray, expression=None, view_yaw: float = 0.0) -> np.ndarray:
+        """(L,3) landmark positions on an evaluated mesh (model space), as the fitter models them: the face oval
+        taken at this view yaw (degrees, view_angles), the iris centres turned by the expression's eyeLook*."""
+        V = np.asarray(vertices, np.float64)
+        P = (V[self.vertex_ids] * self.bary[..., None]).sum(1)
+        if self.contour_ids is not None:
+            w = yaw_weights(self.contour_yaw_bins, view_yaw)
+            Pc = (V[self.contour_tri] * self.contour_bary[..., None]).sum(2)  # (C, nb, 3)
+            P[self.contour_ids] = (Pc * w[None, :, None]).sum(1)
+        if self.gaze_basis is not None and expression is not None:
+            P = P + np.einsum("e,led->ld", np.asarray(expression, np.float64), self.gaze_basis)
+        return P
+
+
+def view_yaw(R, t, target=(0.0, 0.0, 5.0)) -> float:
+    """Yaw (degrees) of the ray from the head (model point `target`) to the camera, in the head's frame: 0 = the
+    camera straight ahead of the face, > 0 = off to the subject's left. This, not the head's yaw in the image,
+    decides where the face's silhouette runs (a head at the edge of a wide lens is seen from the side)."""
+    cam = -np.asarray(R, np.float64).T @ np.asarray(t, np.float64)
+    d = cam - np.asarray(target)
+    return math.degrees(math.atan2(d[0], d[2]))
+
+
+def yaw_weights(bins, yaw: float) -> np.ndarray:
+    """Linear interpolation weights over the yaw bins (clamped at the ends)."""
+    y = float(np.clip(yaw, bins[0], bins[-1]))
+    k = int(np.clip(np.searchsorted(bins, y) - 1, 0, len(bins) - 2))
+    a = (y - bins[k]) / (bins[k + 1] - bins[k])
+    w = np.zeros(len(bins))
+    w[k], w[k + 1] = 1 - a, a
+    return w
+
+
+def gaze_basis(model: FaceModel, vertex_ids: np.ndarray, bary: np.ndarray, iris: dict) -> np.ndarray:
+    """(L, E, 3): how each iris centre moves per unit eyeLook* weight - the chord of the eyeball's rotation by
+    EYE_LOOK_RANGE_DEG about its centre. Linear in the weight: at half the range the chord's midpoint is 0.4 mm
+    from the arc (1.5 cm radius, 15 deg), far below what a detector resolves."""
+    from ..eyes import eye_centres, gaze_rotation
+    from ..face_model import EYE_LOOK_RANGE_DEG
+
+    names = model.expression_names
+    h, up, down = EYE_LOOK_RANGE_DEG["horizontal"], EYE_LOOK_RANGE_DEG["up"], EYE_LOOK_RANGE_DEG["down"]
+    turns = {"Left": {"eyeLookOutLeft": (h, 0), "eyeLookInLeft": (-h, 0), "eyeLookUpLeft": (0, up),
+                      "eyeLookDownLeft": (0, -down)},
+             "Right": {"eyeLookOutRight": (-h, 0), "eyeLookInRight": (h, 0), "eyeLookUpRight": (0, up),
+                       "eyeLookDownRight": (0, -down)}}
+    centres = eye_centres(model, model.neutral)
+    out = np.zeros((len(vertex_ids), len(names), 3))
+    for lm, side in iris.items():
+        p = (model.neutral[vertex_ids[lm]] * bary[lm][:, None]).sum(0)
+        c = centres[side]
+        for name, (yaw, pitch) in turns[side.capitalize()].items():
+            out[lm, names.index(name)] = gaze_rotation(yaw, pitch) @ (p - c) - (p - c)
+    return out
 
 
 def landmark_spec(fmt: str, model: FaceModel) -> LandmarkSpec:
     if fmt == "mediapipe478":
         from ..correspondence import load_correspondence
+        from ..eyes import pupil_embedding
 
         c = load_correspondence()
-        return LandmarkSpec(fmt, c["tri_vertex_ids"], c["bary"], c["valid"].astype(bool), c["contour"].astype(bool))
+        vid, bary = c["tri_vertex_ids"].copy(), c["bary"].copy()
+        spec = LandmarkSpec(fmt, vid, bary, c["valid"].astype(bool), c["contour"].astype(bool))
+        if "sigma" not in c:  # the geometric map: no calibration, no iris
+            return spec
+        for lm, side in IRIS_CENTRES.items():
+            vid[lm], bary[lm] = pupil_embedding(model)[side]
+        spec.sigma = c["sigma"].astype(np.float64)
+        spec.contour_ids = c["contour_ids"]
+        spec.contour_yaw_bins = c["contour_yaw_bins"].astype(np.float64)
+        spec.contour_tri, spec.contour_bary = c["contour_tri"], c["contour_bary"].astype(np.float64)
+        spec.gaze_basis = gaze_basis(model, vid, bary, IRIS_CENTRES)
+        if "blendshape_sigma" in c:
+            spec.blendshape_sigma = c["blendshape_sigma"].astype(np.float64)
+        return spec
     if fmt == "ibug68":
         ids = np.repeat(model.landmarks_ibug68[:, None], 3, 1)
         bary = np.tile([1.0, 0.0, 0.0], (68, 1))

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
+
 FORMATS = {"mediapipe478": 478, "ibug68": 68}
 # outer eye corners, whose distance is the usual normaliser for landmark error and image scale
 EYE_CORNERS = {"mediapipe478": (33, 263), "ibug68": (36, 45)}
@@ -35,7 +37,14 @@ class Detection:
         return float(np.linalg.norm(self.points[a] - self.points[b]))
 
 
-def pick_by_size(faces: list[Detection], face_index: int | None = None) -> Detection:
-    """The largest face, or the face_index-th largest (clamped to the last) when several are found."""
+def pick_by_size(faces: list[Detection], face_index: int | None = None, path=None) -> Detection:
+    """The largest face, or the face_index-th largest (0 = largest); an index past the last face is an
+    error that says how many there are (clamping would fit someone the user did not ask for)."""
     order = sorted(range(len(faces)), key=lambda i: faces[i].area, reverse=True)
-    return faces[order[0] if face_index is None else order[min(face_index, len(order) - 1)]]
+    if face_index is None:
+        return faces[order[0]]
+    if not 0 <= face_index < len(faces):
+        n = len(faces)
+        found = "only one face was found" if n == 1 else f"{n} faces were found (0 = largest ... {n - 1})"
+        raise InputError(f"--face-index {face_index} asked for, but {found}", path)
+    return faces[order[face_index]]

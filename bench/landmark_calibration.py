@@ -1,0 +1,257 @@
+"""Where MediaPipe really puts its 478 points on an ICT face: the landmark embedding calibrated on rendered ground
+truth (bench/gt_scenes.py), written by tools/calibrate_landmarks.py into weights/mediapipe_to_ict.npz.
+
+The geometric map (bench/correspondence_build.py) places each point where MediaPipe's *canonical mesh* has its
+vertex. The detector does not put its points there on faces: on rendered faces whose surface is known, its lid
+points sit ~1.2 mm inside the model's lid margin (the eye looks less open than the model), its brows ~3 mm
+higher, and its face-oval points slide along the silhouette as the head turns. Fitting the geometric map to such
+points explains the offsets with expressions (eyeWide near 1 on every photo) and with identity.
+
+Calibration, per landmark, from the renders:
+1. material hits: the detected pixel's ray meets the true posed mesh at (triangle, barycentrics) - a point of the
+   surface that identity and expression carry along; a point that lands on an eyeball, the mouth interior or the
+   background snaps to the nearest face pixel (a lid margin, a lip edge, the silhouette);
+2. fixed landmarks: the robust centre (geometric median) of the hits' rest positions, moved onto the surface;
+3. face-oval landmarks: the same per bin of the view's yaw (the angle between the head's forward axis and the ray
+   to the camera): a table the fitter interpolates by each view's current pose;
+4. noise: the spread of each landmark's reprojection error (percent of eye distance) with the calibrated
+   embedding and the true parameters; the fitter weighs each landmark by it.
+The iris centres (468, 473) are the pupil centres of backend/eyes.py, moved by the gaze.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from backend.face_model import FaceModel
+from backend.texture import atlas as atlas_mod
+from backend.texture.raster import project, rasterize
+
+from . import render_gt as rg
+
+YAW_BINS = np.arange(-70.0, 70.1, 10.0)  # view-yaw bin centres of the face-oval table, degrees
+MIN_HITS = 8  # fewer hits in a bin: the bin borrows its neighbour's entry
+IRIS_CENTRES = (468, 473)
+
+
+def view_angles(R, t, target=(0.0, 0.0, 5.0)):
+    """(yaw, pitch) in degrees of the ray from the head (model point `target`) to the camera, in the head's frame:
+    0 = the camera straight ahead of the face, yaw > 0 = the camera off to the subject's left."""
+    cam = -np.asarray(R, np.float64).T @ np.asarray(t, np.float64)
+    d = cam - np.asarray(target)
+    return math.degrees(math.atan2(d[0], d[2])), math.degrees(math.atan2(d[1], math.hypot(d[0], d[2])))
+
+
+def _bary(P2, z, u, v):
+    """Perspective-correct barycentrics of pixel (u, v) in a projected triangle P2 (3,2) with depths z (3,)."""
+    A = np.array([[P2[0, 0] - P2[2, 0], P2[1, 0] - P2[2, 0]], [P2[0, 1] - P2[2, 1], P2[1, 1] - P2[2, 1]]])
+    l01 = np.linalg.solve(A, [u - P2[2, 0], v - P2[2, 1]])
+    bs = np.array([l01[0], l01[1], 1 - l01.sum()]) / z
+    return bs / bs.sum()
+
+
+def material_hits(model: FaceModel, identity, photo, max_snap_px: float = 4.0):
+    """(tri (L,), bary (L,3), snapped (L,)) of a detected photo: tri -1 where the point met nothing usable."""
+    from scipy import ndimage
+
+    from backend.eyes import posed_vertices
+
+    V = posed_vertices(model, identity, photo.expression)
+    w, h = photo.size
+    f = photo.focal
+    xy, Xc = project(V, photo.R, photo.t, f, f, (w - 1) / 2, (h - 1) / 2)
+    tris = model.triangles()
+    drawn = np.nonzero(atlas_mod.tri_part_mask(model, rg.DRAWN))[0]
+    ras = rasterize(xy, Xc[:, 2], tris[drawn], h, w)
+    face_tri = atlas_mod.tri_part_mask(model, ("face",))
+    tid = np.where(ras.tri >= 0, drawn[np.maximum(ras.tri, 0)], -1)
+    is_face = (tid >= 0) & face_tri[np.maximum(tid, 0)]
+    dist, (iy, ix) = ndimage.distance_transform_edt(~is_face, return_indices=True)
+    pts = photo.points
+    out_t = np.full(len(pts), -1)
+    out_b = np.zeros((len(pts), 3))
+    snapped = np.zeros(len(pts), bool)
+    for lm, (u, v) in enumerate(pts):
+        x, y = int(round(u)), int(round(v))
+        if not (0 <= x < w and 0 <= y < h):
+            continue
+        if is_face[y, x]:
+            k = tid[y, x]
+        elif dist[y, x] <= max_snap_px:
+            k, snapped[lm] = tid[iy[y, x], ix[y, x]], True
+        else:
+            continue
+        try:
+            b = _bary(xy[tris[k]].astype(np.float64), Xc[tris[k], 2].astype(np.float64), u, v)
+        except np.linalg.LinAlgError:
+            continue
+        if snapped[lm] or b.min() < -0.5:
+            b = np.clip(b, 0, None)
+            b /= b.sum()
+        out_t[lm], out_b[lm] = k, b
+    return out_t, out_b
+
+
+def _geometric_median(X, iterations=50):
+    y = np.median(X, 0)
+    for _ in range(iterations):
+        d = np.maximum(np.linalg.norm(X - y, axis=1), 1e-6)
+        y_new = (X / d[:, None]).sum(0) / (1 / d).sum()
+        if np.linalg.norm(y_new - y) < 1e-6:
+            break
+        y = y_new
+    return y
+
+
+class _Surface:
+    """Closest points on the neutral mean face (trimesh), as (triangle's vertex ids, barycentrics)."""
+
+    def __init__(self, model: FaceModel):
+        import trimesh
+
+        tris = model.triangles()
+        self.face_tris = tris[atlas_mod.tri_part_mask(model, ("face",))]
+        self.mesh = trimesh.Trimesh(model.neutral.astype(np.float64), self.face_tris, process=False)
+
+    def embed(self, points):
+        import trimesh
+
+        closest, dist, tri = trimesh.proximity.closest_point(self.mesh, np.asarray(points, np.float64))
+        bary = trimesh.triangles.points_to_barycentric(self.mesh.vertices[self.face_tris[tri]], closest)
+        return self.face_tris[tri], np.clip(bary, 0, 1) / np.clip(bary, 0, 1).sum(1, keepdims=True), dist
+
+
+def collect(model: FaceModel, scenes, progress=None):
+    """Rest positions (P, L, 3) of the material hits of every detected photo (nan where none), and the photos'
+    view yaw (P,)."""
+    V0 = model.neutral.astype(np.float64)
+    tris = model.triangles()
+    X, yaw, photos = [], [], []
+    total = sum(len(s.detected) for s in scenes)
+    for s in scenes:
+        for p in s.detected:
+            t, b = material_hits(model, s.identity, p)
+            x = np.full((len(t), 3), np.nan)
+            ok = t >= 0
+            x[ok] = (V0[tris[t[ok]]] * b[ok, :, None]).sum(1)
+            X.append(x)
+            yaw.append(view_angles(p.R, p.t)[0])
+            photos.append((s, p))
+            if progress is not None:
+                progress(len(X), total)
+    return np.stack(X), np.array(yaw), photos
+
+
+def calibrate(model: FaceModel, scenes, base: dict, contour_ids, progress=None) -> dict:
+    """The calibrated map (the fields of weights/mediapipe_to_ict.npz) from rendered scenes and the geometric map
+    `base` (kept for landmarks the renders never hit, and for the iBUG-68 inverse map)."""
+    X, yaw, photos = collect(model, scenes, progress)
+    surf = _Surface(model)
+    L = 478
+    tri_ids, bary = base["tri_vertex_ids"].copy(), base["bary"].copy()
+    contour = np.zeros(L, bool)
+    contour[list(contour_ids)] = True
+    hits = np.isfinite(X[..., 0])
+    fixed = [lm for lm in range(468) if not contour[lm] and hits[:, lm].sum() >= MIN_HITS]
+    centres = np.array([_geometric_median(X[hits[:, lm], lm]) for lm in fixed])
+    t, b, _ = surf.embed(centres)
+    tri_ids[fixed], bary[fixed] = t, b
+    # face oval: a table over view yaw
+    cids = np.flatnonzero(contour)
+    nb = len(YAW_BINS)
+    c_tri = np.zeros((len(cids), nb, 3), np.int64)
+    c_bary = np.zeros((len(cids), nb, 3))
+    c_count = np.zeros((len(cids), nb), np.int64)
+    for i, lm in enumerate(cids):
+        pts = np.full((nb, 3), np.nan)
+        for k, yc in enumerate(YAW_BINS):
+            sel = hits[:, lm] & (np.abs(yaw - yc) <= 7.5)
+            c_count[i, k] = sel.sum()
+            if sel.sum() >= MIN_HITS:
+                pts[k] = _geometric_median(X[sel, lm])
+        good = np.flatnonzero(np.isfinite(pts[:, 0]))
+        if len(good) == 0:  # never hit: the geometric map's point in every bin
+            pts[:] = (model.neutral[base["tri_vertex_ids"][lm]] * base["bary"][lm][:, None]).sum(0)
+        else:
+            for k in range(nb):  # empty bins hold the nearest filled bin's point
+                if not np.isfinite(pts[k, 0]):
+                    pts[k] = pts[good[np.argmin(np.abs(good - k))]]
+        t, b, _ = surf.embed(pts)
+        c_tri[i], c_bary[i] = t, b
+        mid = int(np.argmin(np.abs(YAW_BINS)))
+        tri_ids[lm], bary[lm] = t[mid], b[mid]
+    out = {k: v for k, v in base.items()}
+    valid = np.zeros(L, bool)
+    valid[:468] = True
+    valid[list(IRIS_CENTRES)] = True
+    out.update(tri_vertex_ids=tri_ids, bary=bary, valid=valid, contour=contour, contour_ids=cids,
+               contour_yaw_bins=YAW_BINS, contour_tri=c_tri, contour_bary=c_bary, contour_count=c_count,
+               calibration_photos=np.int64(len(photos)))
+    out["sigma"] = landmark_noise(model, out, photos)
+    out["blendshape_sigma"] = blendshape_noise(model, photos)
+    return out
+
+
+def blendshape_noise(model: FaceModel, photos, floor: float = 0.05) -> np.ndarray:
+    """(E,) RMS difference between MediaPipe's own blendshape scores and the truth, per model shape (ARKit's
+    combined browInnerUp / cheekPuff score stands for both halves); `floor` keeps a shape MediaPipe happens to get
+    right on every calibration photo from becoming an unbreakable constraint."""
+    from backend.face_model import arkit_to_shape_names
+
+    names = model.expression_names
+    err = [np.array(list(arkit_to_shape_names(p.blendshapes, names).values())) - p.expression
+           for _, p in photos if p.blendshapes]
+    return np.maximum(np.sqrt(np.mean(np.square(err), 0)), floor)
+
+
+def landmark_noise(model: FaceModel, cmap: dict, photos) -> np.ndarray:
+    """(478,) robust spread (1.4826 MAD of the coordinate residuals, percent of eye distance) of each landmark's
+    reprojection with the calibrated map and the true parameters."""
+    from backend.eyes import posed_vertices, pupil_points
+    from backend.face_model import gaze_angles
+
+    res = np.full((len(photos), 478, 2), np.nan)
+    for n, (s, p) in enumerate(photos):
+        V = posed_vertices(model, s.identity, p.expression)
+        P = embedded_points(model, cmap, V, view_angles(p.R, p.t)[0])
+        gz = gaze_angles(dict(zip(model.expression_names, p.expression)))
+        pp = pupil_points(model, V)
+        from backend.eyes import eye_centres, gaze_rotation
+
+        for lm, side in zip(IRIS_CENTRES, iris_sides(p.points)):
+            c = eye_centres(model, V)[side]
+            P[lm] = c + gaze_rotation(*gz[side]) @ (pp[side] - c)
+        w, h = p.size
+        uv, _ = project(P, p.R, p.t, p.focal, p.focal, (w - 1) / 2, (h - 1) / 2)
+        iod = np.linalg.norm(p.points[33] - p.points[263])
+        res[n] = (p.points - uv) / iod * 100
+    med = np.nanmedian(res, 0)
+    return 1.4826 * np.nanmedian(np.abs(res - med), (0, 2))
+
+
+def iris_sides(points) -> tuple:
+    """Which eye each of MediaPipe's iris centres (468, 473) belongs to: the nearer eye-outer corner decides
+    (33 is the subject's right eye, 263 the left)."""
+    a = np.linalg.norm(points[468] - points[33]) < np.linalg.norm(points[468] - points[263])
+    return ("right", "left") if a else ("left", "right")
+
+
+def embedded_points(model: FaceModel, cmap: dict, vertices, view_yaw: float) -> np.ndarray:
+    """(478,3) landmark positions of an evaluated mesh under the map, the face oval taken at this view yaw."""
+    P = (vertices[cmap["tri_vertex_ids"]] * cmap["bary"][..., None]).sum(1)
+    if "contour_ids" in cmap:
+        w = yaw_weights(cmap["contour_yaw_bins"], view_yaw)
+        Pc = (vertices[cmap["contour_tri"]] * cmap["contour_bary"][..., None]).sum(2)  # (C, nb, 3)
+        P[cmap["contour_ids"]] = (Pc * w[None, :, None]).sum(1)
+    return P
+
+
+def yaw_weights(bins, yaw: float) -> np.ndarray:
+    """Linear interpolation weights over the yaw bins (clamped at the ends)."""
+    y = float(np.clip(yaw, bins[0], bins[-1]))
+    k = int(np.clip(np.searchsorted(bins, y) - 1, 0, len(bins) - 2))
+    a = (y - bins[k]) / (bins[k + 1] - bins[k])
+    w = np.zeros(len(bins))
+    w[k], w[k + 1] = 1 - a, a
+    return w
