@@ -387,7 +387,7 @@ def bake(model, res, views, size, device, extra, files, hair="remove", cancel=No
     out = bake_textures(model, res.identity[0], tv, size=size, device=device, hair=hair, cancel=cancel)
     del tv
     png = {"albedo": out["albedo"], "normal": out.get("normal"), "hair_mask": out["hair_mask"],
-           "eye_albedo": out.get("eye_albedo"), "iris_albedo": out.get("iris_albedo")}
+           "eye_albedo": out.get("eye_albedo"), "eye_shell_albedo": out.get("eye_shell_albedo")}
     from concurrent.futures import ThreadPoolExecutor
 
     t = time.perf_counter()

@@ -29,6 +29,8 @@ from backend.face_model import load_face_model
 from backend.texture.bake import bake_textures, to_linear, to_srgb
 from backend.texture.metrics import psnr
 
+from .report import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Texture"
 HRN = ROOT / "tests" / "data" / "multiview-hrn"
@@ -421,11 +423,11 @@ def _pictures(folder: Path, model, hrn_out, hrn_views, cases, before_root, befor
     rep("![albedo and hair mask of sample heads, before and after](texture_albedo.png)")
     rep()
     # eyes
-    eye = np.hstack([label(small(hrn_out["eye_albedo"], 384), "eye_albedo.png"),
-                     label(small(hrn_out["iris_albedo"], 384), "iris_albedo.png"),
+    eye = np.hstack([label(small(hrn_out["eye_albedo"], 384), "eye_albedo.png (inner ball)"),
+                     label(small(hrn_out["eye_shell_albedo"], 384), "eye_shell_albedo.png"),
                      label(small(kit["eye_albedo"], 384), "eye_albedo.png (kit)")])
     cv2.imwrite(str(folder / "texture_eyes.png"), eye[..., ::-1])
-    rep("![eye textures: the shell (iris seen through the cornea, sclera) and the iris sub-mesh](texture_eyes.png)")
+    rep("![eye textures: the inner ball (iris plane and sclera, behind a clear cornea) and the outer shell](texture_eyes.png)")
     rep()
     # re-renders of the real photos
     rr = [label(small(r, 320), v["name"]) for v, r in zip(hrn_views, hrn_out["renders"])]
@@ -457,16 +459,6 @@ def _scene(name):
     from .texture_synthetic import Scene
 
     return Scene(**SCENES[name])
-
-
-def write_section(doc: Path, lines: list[str]) -> None:
-    """Replace (or append) the texture section of benchmarks.md, leaving the rest alone."""
-    text = doc.read_text() if doc.is_file() else "# FaceForge benchmarks\n"
-    start = text.find("\n" + SECTION + "\n")
-    if start >= 0:
-        nxt = text.find("\n## ", start + 1)
-        text = text[:start] + (text[nxt:] if nxt >= 0 else "\n")
-    doc.write_text(text.rstrip("\n") + "\n\n" + "\n".join(lines).rstrip("\n") + "\n")
 
 
 def main(argv=None) -> int:

@@ -129,7 +129,7 @@ def test_bake_output_contract(unlit_case, model):
     assert out["albedo"].shape == (SIZE, 2 * SIZE, 3) and out["albedo"].dtype == np.uint8
     assert out["normal"].shape == (SIZE, 2 * SIZE, 3) and out["normal"].dtype == np.uint8
     assert out["hair_mask"].shape == (SIZE, 2 * SIZE) and out["hair_mask"].dtype == np.uint8
-    assert out["eye_albedo"].shape[2] == 3 and out["iris_albedo"].shape == out["eye_albedo"].shape
+    assert out["eye_albedo"].shape[2] == 3 and out["eye_shell_albedo"].shape == out["eye_albedo"].shape
     assert len(out["metrics"]) == len(views) and out["lighting"] is None
     assert {"total", "blend", "observe", "fill", "eyes"} <= set(out["timings_s"])
     at = get_atlas(model, SIZE)
@@ -359,20 +359,22 @@ def test_eye_texture_from_photos_has_iris_and_pupil(hrn_views, model):
     print(out["eyes"])
     assert out["eyes"]["source"] == "photos" and out["eyes"]["iris_px_max"] > 30
     _assert_eye_has_iris(out["eye_albedo"], model)
+    _assert_eye_has_iris(out["eye_shell_albedo"], model, "shell")
 
 
-def _assert_eye_has_iris(eye, model):
-    """Dark pupil, an iris with structure, a paler sclera: not a uniform disc."""
+def _assert_eye_has_iris(eye, model, surface="ball"):
+    """Dark pupil, an iris with structure, a paler sclera: not a uniform disc (on the inner ball's
+    image, eye_albedo.png, or the outer shell's)."""
     from backend.texture.atlas import _MODELS
     from backend.texture.eyes import _geometry
 
     _MODELS[id(model)] = model
     geo = _geometry(id(model), eye.shape[0])
-    sh = geo.shell
+    sh = getattr(geo, surface)
     lum = (to_linear(eye).reshape(-1, 3) @ np.array([0.2126, 0.7152, 0.0722]))[sh["texel"]]
     r = sh["rho"] / geo.rho_limbus
     front = sh["front"] > 0
-    pupil = lum[front & (r < 0.25)].mean()
+    pupil = lum[front & (r > 0.05) & (r < 0.25)].mean()  # the ball's pupil is a hole: its rim
     iris = lum[front & (r > 0.55) & (r < 0.85)]
     sclera = lum[front & (r > 1.3) & (r < 1.8)].mean()
     print(f"eye luminance: pupil {pupil:.3f}, iris {iris.mean():.3f} (sd {iris.std():.3f}), sclera {sclera:.3f}")
@@ -393,7 +395,7 @@ def test_pipeline_writes_hair_mask_and_eye_images(tmp_path):
                 texture_hair="keep")
     doc = json.loads((out / "result.json").read_text())
     files = doc["files"]
-    assert {"albedo", "normal", "hair_mask", "eye_albedo", "iris_albedo"} <= set(files)
+    assert {"albedo", "normal", "hair_mask", "eye_albedo", "eye_shell_albedo"} <= set(files)
     assert doc["texture"]["hair"] == "keep" and doc["texture"]["size"] == 512
     hm = cv2.imread(str(out / files["hair_mask"]), cv2.IMREAD_UNCHANGED)
     assert hm.shape == (512, 1024) and hm.dtype == np.uint8
@@ -426,7 +428,7 @@ def test_texture_hair_option_is_checked(tmp_path):
     from backend.errors import InputError
     from backend.pipeline import reconstruct
 
-    with pytest.raises(InputError, match="texture_hair must be 'remove' or 'keep'"):
+    with pytest.raises(InputError, match="--texture-hair must be one of remove, keep"):
         reconstruct([str(ROOT / "tests" / "data" / "multiview-mvfnet")], str(tmp_path / "b"), texture_hair="shave")
     res = subprocess.run([sys.executable, "-m", "backend", "reconstruct", "x.jpg", "-o", str(tmp_path / "c"),
                           "--texture-hair", "shave"], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -504,7 +504,7 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
     measures the geometry of the bake on textures that are not skin-coloured).
 
     Returns {albedo: uint8 (size, 2*size, 3), hair_mask: uint8 (size, 2*size), normal: uint8
-    (size, 2*size, 3) | None, eye_albedo / iris_albedo: uint8 (E, E, 3) | None, lighting, metrics:
+    (size, 2*size, 3) | None, eye_albedo / eye_shell_albedo: uint8 (E, E, 3) | None, lighting, metrics:
     [{psnr_db, ssim, mask_pixels}], timings_s, layout, coverage, renders, seen, ...}.
     """
     if not views:
@@ -524,7 +524,10 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
     def lap(name):
         T[name], C[name] = time.perf_counter() - clock[0], time.process_time() - clock[1]
 
-    posed = [model.vertices(identity, np.asarray(v["expression"], np.float32)) for v in views]
+    from ..eyes import posed_vertices  # the eyeballs turned by each view's gaze, as the fit and the rig have them
+
+    posed = [posed_vertices(model, identity, np.asarray(v["expression"], np.float32)).astype(np.float32)
+             for v in views]
     work = work_size(model, views, posed, size)
     at = atlas_mod.get_atlas(model, work)
     reg = get_regions(model, work)
@@ -681,7 +684,7 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
         "hair": hair,
         "normal": normal,
         "eye_albedo": None if eye is None else eye["eye_albedo"],
-        "iris_albedo": None if eye is None else eye["iris_albedo"],
+        "eye_shell_albedo": None if eye is None else eye["eye_shell_albedo"],
         "eyes": None if eye is None else eye["info"],
         # linear radiance ~ albedo_linear * Y(n_model) @ L, per view; the exposure gain is folded in
         "lighting": None if not delight else [None if o.light is None else (o.light / g[None, :]).round(5).tolist()

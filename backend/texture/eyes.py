@@ -1,26 +1,27 @@
 """Eye textures from the photos: iris, pupil and sclera on the ICT eyeballs.
 
 ICT's eyeball parts (eyeball_left, eyeball_right) share one UV layout in [0, 1]^2 (the right
-eye is the left one mirrored, its UVs too: u -> 1 - u) and each
-holds two sub-meshes (ICT_README "Eyeball Details"): the sclera (first 770 vertices: the
-eyeball's outer shell, cornea bulge included; its front hemisphere is one disc island mapped
-nearly azimuthally around the cornea apex, UV angle = angle around the eye's axis) and the
-iris (last 800 vertices: a recessed annulus whose hole is the pupil, also mapped onto the
-whole disc). The two overlap in UV, so they get two images:
+eye is the left one mirrored, its UVs too: u -> 1 - u) and each holds two surfaces (ICT_README
+"Eyeball Details", backend/eyes.py): an outer shell (first 770 vertices: cornea bulge and sclera,
+transparent in Unreal's / MetaHuman's eye set-up that ICT follows; its front is one disc island
+mapped nearly azimuthally around the cornea apex) and an inner ball (last 800 vertices: the iris
+plane in front, with the pupil as its hole, mapped onto the whole disc; the sclera around it on
+small islands). The two overlap in UV, so they get two images:
 
-- eye_albedo.png: the shell. Its centre carries the iris and pupil as the camera sees them
-  through the cornea, so an opaque shell alone reads as an eye; outside the limbus, sclera.
-- iris_albedo.png: the iris sub-mesh, for a renderer that makes the cornea clear: the same
-  iris at the same distance from the eye's axis.
+- eye_albedo.png: the inner ball, seen through a clear cornea: iris and pupil on the iris plane,
+  sclera around and behind it.
+- eye_shell_albedo.png: the outer shell, for a renderer that keeps it opaque: the iris and pupil
+  as the camera sees them through the cornea in its centre, sclera outside the limbus.
 
-Per photo and eye the posed shell (the fitted expression includes the eyeLook shapes, so the
-gaze is the fit's) is projected, depth-tested against the lids in the view's head raster
-(bake.py) and sampled; both eyes and all photos go into one UV image (they share UVs). Catchlights
-(much brighter than their ring of the iris) are dropped. The texture is then a radial profile
-(weighted median per distance from the axis: pupil, iris, limbal ring, sclera) times the
-observed angular detail where seen, and random iris fibres elsewhere. When the iris is too
-small in every photo (under MIN_IRIS_PX across) only its colour is taken from the photos and
-the rest is a parametric iris.
+Per photo and eye the shell, posed with the fitted gaze (backend/eyes.py turns each eyeball by
+the angles its eyeLook* weights say), is projected, visible where the view's head raster shows
+this eyeball inside the photo's eye-opening landmarks, and sampled, shifted by where MediaPipe's
+iris points put the iris; both eyes and all photos go into one UV image (they share UVs).
+Catchlights and samples of another hue than their ring (lid rim, lashes) are dropped. The
+texture is then a radial profile (weighted median per distance from the axis: pupil, iris,
+limbal ring, sclera) times the observed angular detail where seen, and iris fibres elsewhere.
+When the iris is too small in every photo (under MIN_IRIS_PX across) only its colour is taken
+from the photos and the rest is a parametric iris.
 """
 from __future__ import annotations
 
@@ -40,16 +41,16 @@ _DEFAULT_SCLERA = np.array([0.72, 0.66, 0.6], np.float32)  # linear, warm white
 _N_BINS = 96
 
 
+_FRONT_CM, _FRONT_N = 1.6, 256  # the front lookup grid: +-1.6 cm around the axis, 256 cells a side
+
+
 @dataclass
 class _EyeGeometry:
-    centre: np.ndarray  # (2, 3) per eye (left, right), neutral
-    axis: np.ndarray  # (2, 3)
     rho_limbus: float  # cm, iris radius
-    shell_uv_rho: np.ndarray  # table: shell distance from axis (cm) -> UV radius, front hemisphere
-    shell_uv_r: np.ndarray
+    front_lookup: np.ndarray  # (N, N, 2): shell texel (column, row) in front of each (X, Y) around the axis
     apex_offset: int  # vertex offset of the cornea apex within an eyeball part
-    shell: dict  # per image texel: tri_vertices (3, M) of the LEFT shell, bary, texel idx, rho, front
-    iris: dict
+    shell: dict  # per image texel of the LEFT eye's outer shell: tri_vertices (3, M), bary, texel, rho, theta, front
+    ball: dict  # the same for its inner ball (iris plane in front, sclera around)
 
 
 def _frame(axis):
@@ -88,38 +89,18 @@ def _tris_of(model, lo, hi):
 
 @functools.lru_cache(maxsize=2)
 def _geometry(model_key: int, size: int) -> _EyeGeometry:
+    from ..eyes import IRIS_RADIUS_CM, eye_geometry
     from .atlas import _MODELS
 
     model = _MODELS[model_key]
+    eg = eye_geometry(model)  # the eyeballs' centres and axes, shared with the fitter and the rig
     V = model.neutral.astype(np.float64)
-    centres, axes, rho_l = [], [], []
-    for part in ("eyeball_left", "eyeball_right"):
-        a, _ = PARTS[part]
-        P = V[a:a + SCLERA_VERTICES]
-        A = np.c_[2 * P, np.ones(len(P))]
-        b = (P ** 2).sum(1)
-        keep = np.ones(len(P), bool)
-        for _ in range(4):  # sphere through the sclera, the cornea's bulge left out
-            sol = np.linalg.lstsq(A[keep], b[keep], rcond=None)[0]
-            c = sol[:3]
-            R = np.sqrt(sol[3] + c @ c)
-            d = np.linalg.norm(P - c, axis=1)
-            keep = np.abs(d - R) < 0.05
-        apex_i = int(np.argmax(d))
-        apex = P[apex_i]
-        ax = (apex - c) / np.linalg.norm(apex - c)
-        rho = np.linalg.norm(np.cross(P - c, ax), axis=1)
-        bulge = (d > R + 0.03) & ((P - c) @ ax > 0)
-        centres.append(c)
-        axes.append(ax)
-        rho_l.append(rho[bulge].max() if bulge.any() else 0.57)
-    c, ax = centres[0], axes[0]
+    c, ax = eg.centre["left"], eg.axis["left"]
     e1, e2 = _frame(ax)
-
     a, b = PARTS["eyeball_left"]
     shell = _paint(model, _tris_of(model, a, a + SCLERA_VERTICES), size)
-    iris = _paint(model, _tris_of(model, a + SCLERA_VERTICES, b), size)
-    for d in (shell, iris):
+    ball = _paint(model, _tris_of(model, a + SCLERA_VERTICES, b), size)
+    for d in (shell, ball):
         p = sum(V[d["tv"][k]] * d["bary"][k][:, None] for k in range(3)) - c
         d["rho"] = np.linalg.norm(np.cross(p, ax), axis=1).astype(np.float32)
         d["theta"] = np.arctan2(p @ e2, p @ e1).astype(np.float32)
@@ -127,15 +108,20 @@ def _geometry(model_key: int, size: int) -> _EyeGeometry:
     # the texels a camera can see between the lids: the front of the shell within ~60 degrees of
     # the axis (the rest is always under the lids or in the socket)
     shell["observable"] = np.nonzero((shell["front"] > 0) & (shell["rho"] < 1.2))[0]
-    # shell: distance from the axis -> UV radius, on the front hemisphere (monotonic there)
-    f = shell["front"] > 0
+    # the shell's front, seen along the axis: a (X, Y) = rho (cos theta, sin theta) grid of its texel
+    # positions, so any point of the eye (the inner ball's) finds the shell texel in front of it
+    from scipy.interpolate import griddata
+
+    f = np.nonzero(shell["front"] > 0)[0][::2]
     ys, xs = np.divmod(shell["texel"][f], size)
-    ru = np.hypot((xs + 0.5) / size - 0.5, (ys + 0.5) / size - 0.5)
-    order = np.argsort(shell["rho"][f])
-    r_sorted = shell["rho"][f][order]
-    ru_sorted = np.maximum.accumulate(ru[order])
-    return _EyeGeometry(np.array(centres), np.array(axes), float(np.mean(rho_l)), r_sorted, ru_sorted, apex_i,
-                        shell, iris)
+    XY = np.stack([shell["rho"][f] * np.cos(shell["theta"][f]), shell["rho"][f] * np.sin(shell["theta"][f])], 1)
+    g = np.linspace(-_FRONT_CM, _FRONT_CM, _FRONT_N)
+    gx, gy = np.meshgrid(g, g)
+    lookup = griddata(XY, np.stack([xs, ys], 1).astype(np.float64), (gx, gy), method="linear")
+    near = griddata(XY, np.stack([xs, ys], 1).astype(np.float64), (gx, gy), method="nearest")
+    lookup = np.where(np.isfinite(lookup), lookup, near).astype(np.float32)
+    apex = int(np.argmax((V[a:a + SCLERA_VERTICES] - c) @ ax))
+    return _EyeGeometry(float(IRIS_RADIUS_CM), lookup, apex, shell, ball)
 
 
 def _iris_px(view, V, geo) -> float:
@@ -376,13 +362,14 @@ def bake_eyes(model: FaceModel, identity, views: list[dict], observed, device="c
         ring = np.clip(np.searchsorted(edges, rho) - 1, 0, _N_BINS - 1)
         ref = np.nan_to_num(p0[ring, 0], nan=float(np.median(lum)))
         ok = lum < 2.2 * ref + 0.02
-        # ... and samples of another hue than their ring: the lid's wet rim and lashes that the
-        # eye-opening contour let through (an iris ring is one hue; sclera too)
+        # ... and samples of another hue than their ring, or much darker: the lid's wet rim, lashes and
+        # their shadow that the eye-opening contour let through (an iris ring is one hue; sclera too)
+        ok &= lum > 0.5 * ref
         lg = np.log(np.maximum(col, 1e-4))
         hue = np.stack([lg[:, 0] - lg[:, 1], lg[:, 2] - lg[:, 1]], 1)
         ph, _ = _profile(rho, hue, w, edges)
         dev = np.abs(hue - np.nan_to_num(ph[ring], nan=0.0)).max(1)
-        ok &= dev < 0.3
+        ok &= dev < 0.15
         tex, col, w, rho = tex[ok], col[ok], w[ok], rho[ok]
         in_iris = (rho > 0.45 * rho_l) & (rho < 0.85 * rho_l)
         if w[in_iris].sum() > 0:
@@ -435,26 +422,33 @@ def bake_eyes(model: FaceModel, identity, views: list[dict], observed, device="c
         mean[seen] = (acc[sel][seen] / wacc[sel][seen, None]).astype(np.float32)
         a = np.clip(wacc[sel] / 0.5, 0, 1)[:, None].astype(np.float32) * (r < limit)[:, None]
         base = base * (1 - a) + mean * a
+    # a pupil is black: photos show it grey (blur over 10-20 px, flare); darken towards its centre
+    r = shell["rho"] / rho_l
+    t = np.clip((r - 0.6 * pupil_frac) / (0.35 * pupil_frac), 0, 1)[:, None]
+    base = np.minimum(base, 0.015 * (1 - t) + base * t)
     eye_lin = np.zeros((n_tex, 3), np.float32)
     eye_lin[sel] = base
     eye_lin = _pad(eye_lin.reshape(size, size, 3), sel, size)
 
-    # iris sub-mesh: the shell's colour at the same distance from the axis and angle
-    ir = geo.iris
-    ru = np.interp(ir["rho"], geo.shell_uv_rho, geo.shell_uv_r)
-    mx = ((0.5 + ru * np.cos(ir["theta"])) * size - 0.5).astype(np.float32)
-    my = ((0.5 + ru * np.sin(ir["theta"])) * size - 0.5).astype(np.float32)
+    # the inner ball: the shell's colour in front of each of its points (the iris plane behind the
+    # cornea, the sclera around it), its back the sclera's colour, darker
+    ball = geo.ball
+    X = ball["rho"] * np.cos(ball["theta"])
+    Y = ball["rho"] * np.sin(ball["theta"])
+    k = (_FRONT_N - 1) / (2 * _FRONT_CM)
     from .raster import sample_points
 
-    icol = sample_points(eye_lin, mx, my)
-    beyond = ir["rho"] > rho_l  # the iris continues under the sclera: its own colour, darker
-    icol[beyond] = iris_col * 0.6
-    iris_lin = np.zeros((n_tex, 3), np.float32)
-    iris_lin[ir["texel"]] = icol
-    iris_lin = _pad(iris_lin.reshape(size, size, 3), ir["texel"], size)
+    pos = sample_points(geo.front_lookup, ((X + _FRONT_CM) * k).astype(np.float32),
+                        ((Y + _FRONT_CM) * k).astype(np.float32))
+    bcol = sample_points(eye_lin, pos[:, 0], pos[:, 1])
+    back = ball["front"] <= 0
+    bcol[back] = sclera_col * 0.85
+    ball_lin = np.zeros((n_tex, 3), np.float32)
+    ball_lin[ball["texel"]] = bcol
+    ball_lin = _pad(ball_lin.reshape(size, size, 3), ball["texel"], size)
     info["iris_rgb"] = [int(c) for c in to_srgb(iris_col)]
     info["size"] = size
-    return {"eye_albedo": to_srgb(eye_lin), "iris_albedo": to_srgb(iris_lin), "info": info}
+    return {"eye_albedo": to_srgb(ball_lin), "eye_shell_albedo": to_srgb(eye_lin), "info": info}
 
 
 def _pad(img, texels, size):
