@@ -109,17 +109,22 @@ def _geometry(model_key: int, size: int) -> _EyeGeometry:
     # the axis (the rest is always under the lids or in the socket)
     shell["observable"] = np.nonzero((shell["front"] > 0) & (shell["rho"] < 1.2))[0]
     # the shell's front, seen along the axis: a (X, Y) = rho (cos theta, sin theta) grid of its texel
-    # positions, so any point of the eye (the inner ball's) finds the shell texel in front of it
-    from scipy.interpolate import griddata
+    # positions, so any point of the eye (the inner ball's) finds the shell texel in front of it. The
+    # texels are averaged into the grid's cells and the few empty cells filled by push-pull (the map
+    # is smooth; scipy's griddata did the same in 2.2 s, this takes a few ms)
+    from .blend import push_pull
 
-    f = np.nonzero(shell["front"] > 0)[0][::2]
+    f = np.nonzero(shell["front"] > 0)[0]
     ys, xs = np.divmod(shell["texel"][f], size)
-    XY = np.stack([shell["rho"][f] * np.cos(shell["theta"][f]), shell["rho"][f] * np.sin(shell["theta"][f])], 1)
-    g = np.linspace(-_FRONT_CM, _FRONT_CM, _FRONT_N)
-    gx, gy = np.meshgrid(g, g)
-    lookup = griddata(XY, np.stack([xs, ys], 1).astype(np.float64), (gx, gy), method="linear")
-    near = griddata(XY, np.stack([xs, ys], 1).astype(np.float64), (gx, gy), method="nearest")
-    lookup = np.where(np.isfinite(lookup), lookup, near).astype(np.float32)
+    k = (_FRONT_N - 1) / (2 * _FRONT_CM)
+    gx = np.clip(np.round((shell["rho"][f] * np.cos(shell["theta"][f]) + _FRONT_CM) * k), 0, _FRONT_N - 1)
+    gy = np.clip(np.round((shell["rho"][f] * np.sin(shell["theta"][f]) + _FRONT_CM) * k), 0, _FRONT_N - 1)
+    cell = (gy * _FRONT_N + gx).astype(np.int64)
+    n = np.bincount(cell, minlength=_FRONT_N ** 2).astype(np.float32)
+    sx = np.bincount(cell, xs.astype(np.float64), minlength=_FRONT_N ** 2)
+    sy = np.bincount(cell, ys.astype(np.float64), minlength=_FRONT_N ** 2)
+    mean = np.stack([sx, sy], 1).astype(np.float32) / np.maximum(n, 1)[:, None]
+    lookup = push_pull(mean.reshape(_FRONT_N, _FRONT_N, 2), (n > 0).reshape(_FRONT_N, _FRONT_N).astype(np.float32))
     apex = int(np.argmax((V[a:a + SCLERA_VERTICES] - c) @ ax))
     return _EyeGeometry(float(IRIS_RADIUS_CM), lookup, apex, shell, ball)
 
