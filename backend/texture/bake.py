@@ -270,6 +270,8 @@ def _observe(model: FaceModel, at, reg, V, view: dict, occ, skin_tris, device, s
     person = view.get("person") if skin_only else None
     face_photo_px = face_px / s
     masks = photo_masks(img, to_linear, skin_model, person, box, face_photo_px)
+    if skin_only:
+        _mask_eyes(masks.packed, model, ras, occ, box, s)
     mc = cv2.remap(masks.packed, mapc, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT).astype(np.float32)
     mc *= 1.0 / 255
     skin_c = reg.trusted * mc[..., 1] + (1 - reg.trusted) * mc[..., 0]
@@ -280,6 +282,24 @@ def _observe(model: FaceModel, at, reg, V, view: dict, occ, skin_tris, device, s
               person_c, colour, None, None, masks.packed, nv, skin_model,
               None if view.get("landmarks") is None else np.asarray(view["landmarks"], np.float64))
     return o
+
+
+def _mask_eyes(packed, model, ras, occ, box, s) -> None:
+    """Where the fitted eyeballs show, and a raster pixel around them, the photo is eye, not skin:
+    the lid rims are trusted face, and without this they would take the sclera's colour."""
+    from ..face_model import PARTS
+
+    hit = ras.tri >= 0
+    first = np.full(ras.tri.shape, -1, np.int64)
+    first[hit] = model.triangles()[occ[ras.tri[hit]], 0]
+    a, b = PARTS["eyeball_left"][0], PARTS["eyeball_right"][1]
+    eye = ((first >= a) & (first < b)).astype(np.uint8)
+    if not eye.any():
+        return
+    eye = cv2.dilate(eye, np.ones((3, 3), np.uint8))
+    x0, y0, x1, y1 = box
+    keep = cv2.resize(1 - eye, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
+    packed[y0:y1, x0:x1, :2] *= keep[..., None]
 
 
 def _delight(o: _View, at, reg, rng) -> None:
