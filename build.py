@@ -32,7 +32,7 @@ def _run(cmd, **kw) -> int:
 
 
 def _wanted_stamp() -> str:
-    reqs = (ROOT / "requirements.txt").read_bytes()
+    reqs = (ROOT / "requirements.txt").read_bytes() + (ROOT / "requirements-ray.txt").read_bytes()
     return hashlib.sha256(reqs + TORCH.encode() + sys.version.encode()).hexdigest()
 
 
@@ -52,7 +52,9 @@ def setup() -> int:
     py = venv_python()
     pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     # torch first and on its own: where a CUDA GPU is present the same pin resolves to the CUDA build
-    for cmd in (pip + ["--upgrade", "pip"], pip + [TORCH], pip + ["-r", ROOT / "requirements.txt"]):
+    # requirements-ray.txt resolved together with the rest, so ray can never move a core pin
+    for cmd in (pip + ["--upgrade", "pip"], pip + [TORCH],
+                pip + ["-r", ROOT / "requirements.txt", "-r", ROOT / "requirements-ray.txt"]):
         if _run(cmd) != 0:
             print("setup: pip failed (see above); nothing else was changed", file=sys.stderr)
             return 1

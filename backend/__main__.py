@@ -1,4 +1,5 @@
-"""Command line: `python -m backend reconstruct ...`, `python -m backend serve`, `python -m backend check`."""
+"""Command line: `python -m backend reconstruct ...`, `python -m backend batch ...`, `python -m backend serve`,
+`python -m backend check`."""
 from __future__ import annotations
 
 import argparse
@@ -32,10 +33,17 @@ def _reconstruct_args(sub):
     return p
 
 
+def _batch_args(sub):
+    from .batch.cli import add_parser
+
+    return add_parser(sub)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m backend", description="FaceForge compute backend")
     sub = ap.add_subparsers(dest="cmd", required=True)
     _reconstruct_args(sub)
+    _batch_args(sub)
     s = sub.add_parser("serve", help="JSON-lines server on stdin/stdout (used by the Blender add-on)")
     s.add_argument("--debug", action="store_true")
     c = sub.add_parser("check", help="report whether packages and weights are present (JSON)")
@@ -55,6 +63,10 @@ def main(argv=None) -> int:
             report = check()
             print(json.dumps(report, indent=1))
             return 0 if report["ok"] else 3
+        if args.cmd == "batch":
+            from .batch.cli import main as batch
+
+            return batch(args)
         from .pipeline import reconstruct
 
         last = {}
