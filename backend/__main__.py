@@ -17,6 +17,9 @@ def _reconstruct_args(sub):
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--texture-size", type=int, default=2048)
     p.add_argument("--no-texture", action="store_true", help="skip texture baking")
+    p.add_argument("--texture-hair", choices=["remove", "keep"], default="remove",
+                   help="remove: skin over the scalp, hair only in hair_mask.png (default); keep: the photos' hair "
+                        "in the albedo too, through the hair mask")
     p.add_argument("--subject", help="name of the subject (Blender collection name)")
     p.add_argument("--face-index", type=int, help="with several faces in a photo: 0 = largest, 1 = next...")
     v = p.add_argument_group("video (one video file as input: identity from a few frames, every frame tracked)")
@@ -77,6 +80,7 @@ def main(argv=None) -> int:
 
         result = reconstruct(args.inputs, args.output, landmarks=args.landmarks, landmarks_file=args.landmarks_file,
                              device=args.device, texture_size=args.texture_size, texture=not args.no_texture,
+                             texture_hair=args.texture_hair,
                              subject=args.subject, face_index=args.face_index, progress=progress,
                              frame_step=args.frame_step, max_frames=args.max_frames, smoothing=args.smoothing)
         for w in result["warnings"]:

@@ -52,6 +52,7 @@ RULES = {
     "device": _one_of("auto", "cpu", "cuda"),
     "texture_size": _whole(*TEXTURE_SIZES),
     "texture": _flag,
+    "texture_hair": _one_of("remove", "keep"),
     "subject": lambda v: None if isinstance(v, str) else f"must be a string (got {v!r})",
     "face_index": _whole(0),
     "frame_step": _whole(1),

@@ -12,3 +12,4 @@ MEDIAPIPE_TASK = WEIGHTS_DIR / "mediapipe" / "face_landmarker.task"
 MP_TO_ICT = WEIGHTS_DIR / "mediapipe_to_ict.npz"  # calibrated on rendered faces (tools/calibrate_landmarks.py)
 # the map from the two models' geometry alone: the calibration's starting point (tools/build_mp_correspondence.py)
 MP_TO_ICT_GEOMETRIC = WEIGHTS_DIR / "mediapipe_to_ict_geometric.npz"
+MEDIAPIPE_SEGMENTER = WEIGHTS_DIR / "mediapipe" / "selfie_segmentation.tflite"

@@ -251,16 +251,16 @@ def consistency_warnings(views, reports) -> list[str]:
 
 
 def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", landmarks_file=None, device="auto",
-                texture_size=2048, texture=True, subject=None, face_index=None, progress=None, cancel=None,
-                fit_config=None, frame_step=None, max_frames=None, smoothing=None) -> dict:
+                texture_size=2048, texture=True, texture_hair="remove", subject=None, face_index=None, progress=None,
+                cancel=None, fit_config=None, frame_step=None, max_frames=None, smoothing=None) -> dict:
     """Photos (or a landmarks file) -> result bundle. A single video instead gives the same bundle, its views
     the frames the identity was fitted on, plus the tracked animation (frame_step, max_frames, smoothing)."""
     from .bundle import check_output
     from .options import check_options
 
     check_options(dict(landmarks=landmarks, landmarks_file=landmarks_file, device=device, texture_size=texture_size,
-                       texture=texture, subject=subject, face_index=face_index, frame_step=frame_step,
-                       max_frames=max_frames, smoothing=smoothing))
+                       texture=texture, texture_hair=texture_hair, subject=subject, face_index=face_index,
+                       frame_step=frame_step, max_frames=max_frames, smoothing=smoothing))
     check_output(output)
     progress = progress or _noop_progress
     timings, t_all = {}, time.perf_counter()
@@ -322,7 +322,8 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
     t = time.perf_counter()
     if texture and all(v.image is not None for v in views):
         progress("texture", 0.0, f"baking a {texture_size}px texture")
-        tex_info = bake(model, res, views, texture_size, device, extra, files)
+        tex_info = bake(model, res, views, texture_size, device, extra, files, hair=texture_hair, cancel=cancel,
+                        progress=progress)
     elif texture:
         bare = sum(v.image is None for v in views)
         warnings.append(f"no texture baked: {bare} of {len(views)} views have no photo (landmarks only)")
@@ -364,21 +365,41 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
     return result
 
 
-def bake(model, res, views, size, device, extra, files) -> dict:
+def bake(model, res, views, size, device, extra, files, hair="remove", cancel=None, progress=_noop_progress) -> dict:
+    """Bake the textures (backend/texture) and add their PNGs to the bundle; returns result.json's `texture`."""
     try:
         from .texture import bake_textures
     except ImportError:
         return {}
-    tv = [{"image": v.image, "expression": res.expression[0, i], "R": res.R[0, i], "t": res.t[0, i],
-           "fx": res.focal[0, i], "fy": res.focal[0, i], "cx": res.cx[0, i], "cy": res.cy[0, i]}
-          for i, v in enumerate(views)]
-    out = bake_textures(model, res.identity[0], tv, size=size, device=device)
-    extra["albedo.png"] = _png_bytes(out["albedo"])
-    files["albedo"] = "albedo.png"
-    if out.get("normal") is not None:
-        extra["normal.png"] = _png_bytes(out["normal"])
-        files["normal"] = "normal.png"
-    return {"size": size, "layout": "UV tiles 1001 and 1002 side by side: image is (size, 2*size), sample at (u/2, v)",
+    from .landmarks.segmentation import PersonSegmenter
+
+    tv = []
+    with PersonSegmenter() as seg:
+        for i, v in enumerate(views):
+            _check(cancel)
+            progress("texture", 0.1 * i / len(views), f"separating {v.name} from its background")
+            tv.append({"image": v.image, "expression": res.expression[0, i], "R": res.R[0, i], "t": res.t[0, i],
+                       "fx": res.focal[0, i], "fy": res.focal[0, i], "cx": res.cx[0, i], "cy": res.cy[0, i],
+                       # as uint8: a float mask per photo is 4 bytes a pixel held through the bake
+                       "person": np.round(seg.person_probability(v.image) * 255).astype(np.uint8),
+                       "landmarks": v.detection.points})
+    progress("texture", 0.1, f"baking a {size}px texture")
+    out = bake_textures(model, res.identity[0], tv, size=size, device=device, hair=hair, cancel=cancel)
+    del tv
+    png = {"albedo": out["albedo"], "normal": out.get("normal"), "hair_mask": out["hair_mask"],
+           "eye_albedo": out.get("eye_albedo"), "eye_shell_albedo": out.get("eye_shell_albedo")}
+    from concurrent.futures import ThreadPoolExecutor
+
+    t = time.perf_counter()
+    png = {k: img for k, img in png.items() if img is not None}
+    with ThreadPoolExecutor(2) as pool:  # zlib releases the GIL: the big images encode side by side
+        for key, data in zip(png, pool.map(_png_bytes, png.values())):
+            extra[f"{key}.png"] = data
+            files[key] = f"{key}.png"
+    out["timings_s"]["png"] = round(time.perf_counter() - t, 3)
+    return {"size": size, "work_size": out["work_size"],
+            "layout": "UV tiles 1001 and 1002 side by side: image is (size, 2*size), sample at (u/2, v)",
+            "hair": out["hair"], "coverage": round(out["coverage"], 4), "eyes": _jsonable(out.get("eyes")),
             "lighting_sh": _jsonable(out.get("lighting")), "lighting_basis": _jsonable(out.get("lighting_basis")),
             "metrics": _jsonable(out.get("metrics")), "timings_s": _jsonable(out.get("timings_s"))}
 
@@ -395,10 +416,13 @@ def _jsonable(x):
     return x
 
 
-def _png_bytes(rgb: np.ndarray) -> bytes:
+def _png_bytes(img: np.ndarray) -> bytes:
+    """RGB (or single-channel) uint8 -> PNG bytes. Compression level 1: a 2048 albedo (8 M pixels)
+    encodes in 0.46 s CPU and 5.5 MB against 0.64 s and 4.9 MB at OpenCV's default level 3."""
     import cv2
 
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
+    img = np.ascontiguousarray(img[..., ::-1] if img.ndim == 3 else img)
+    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     return buf.tobytes()
 
 

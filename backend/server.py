@@ -5,7 +5,8 @@ server as a subprocess and talks to it with one JSON object per line.
 
 Client -> server (stdin):
   {"id": 1, "cmd": "reconstruct", "inputs": [paths], "output": dir, "options": {landmarks, device,
-   texture_size, texture, subject, landmarks_file, face_index, frame_step, max_frames, smoothing}}
+   texture_size, texture, texture_hair, subject, landmarks_file, face_index, frame_step, max_frames,
+   smoothing}}
                                     paths absolute; option types and ranges as backend/options.py, checked
                                     before any work (else a bad_request error); unknown options are ignored
   {"id": 1, "cmd": "cancel"}        cancel the running request (the bundle is then not written)
@@ -37,8 +38,8 @@ from . import __version__, paths
 from .errors import FaceForgeError
 
 PROTOCOL = 1
-RECONSTRUCT_OPTIONS = {"landmarks", "landmarks_file", "device", "texture_size", "texture", "subject", "face_index",
-                       "frame_step", "max_frames", "smoothing"}
+RECONSTRUCT_OPTIONS = {"landmarks", "landmarks_file", "device", "texture_size", "texture", "texture_hair", "subject",
+                       "face_index", "frame_step", "max_frames", "smoothing"}
 
 
 class Server:

@@ -51,7 +51,7 @@ def native_stderr_silenced():
 
 # Detectors nobody closed: closed at exit while the runtime still exists, else mediapipe's own
 # __del__ prints an "Exception ignored ... TypeError" traceback during interpreter shutdown.
-_LIVE: "weakref.WeakSet[MediaPipeDetector]" = weakref.WeakSet()
+_LIVE: "weakref.WeakSet[MediaPipeTask]" = weakref.WeakSet()
 
 
 @atexit.register
@@ -72,39 +72,42 @@ SMALL_FACE = 0.25  # a lone face smaller than this share of the long side may ha
 CONFIRM_CROP = 2.5  # a candidate from a group or tile search is looked at again in a crop 2.5x its size
 
 
-class MediaPipeDetector:
-    max_faces = 32  # per detector call (the whole image or one tile); the tiled search adds up all tiles
+class MediaPipeTask:
+    """What the MediaPipe tasks here share: one graph (not reentrant), a first inference whose native
+    chatter is silenced, and a close that runs once, also at exit while the runtime still exists."""
 
-    def __init__(self, model_path=None):
-        model_path = model_path or paths.MEDIAPIPE_TASK
-        self._landmarker = None
+    _task = None
+
+    def _start(self, what: str, model_path, make) -> None:
+        """make(vision, base_options) -> the task; `what` names the model in the one-line errors."""
         try:
             from mediapipe.tasks.python import BaseOptions, vision
         except ImportError as e:
             raise SetupError(f"mediapipe is not installed in the backend Python ({e}); run `python build.py setup`")
         if not model_path.is_file():
-            raise SetupError("MediaPipe model bundle is missing; restore weights/mediapipe/", model_path)
-        opts = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(model_path)),
-            running_mode=vision.RunningMode.IMAGE,
-            num_faces=self.max_faces,
-            min_face_detection_confidence=0.4,
-            min_face_presence_confidence=0.4,
-            output_face_blendshapes=True,
-        )
+            raise SetupError(f"{what} is missing; restore weights/mediapipe/", model_path)
         try:
             with native_stderr_silenced():
-                self._landmarker = vision.FaceLandmarker.create_from_options(opts)
-        except Exception as e:  # the C++ side refuses a damaged bundle
-            raise SetupError(f"MediaPipe model bundle could not be loaded ({e})", model_path) from e
-        self._lock = threading.Lock()  # one graph, not reentrant
+                task = make(vision, BaseOptions(model_asset_path=str(model_path)))
+        except Exception as e:  # the C++ side refuses a damaged model
+            raise SetupError(f"{what} could not be loaded ({e})", model_path) from e
+        self._task = task
+        self._lock = threading.Lock()
         self._first = True
         _LIVE.add(self)
 
+    def _run(self, fn, *args):
+        with self._lock:
+            if self._first:  # XNNPACK / TFLite may announce themselves on the first inference
+                self._first = False
+                with native_stderr_silenced():
+                    return fn(*args)
+            return fn(*args)
+
     def close(self):
-        lm, self._landmarker = self._landmarker, None
-        if lm is not None:
-            lm.close()
+        task, self._task = self._task, None
+        if task is not None:
+            task.close()
 
     def __del__(self):
         # mediapipe's own __del__ fails noisily at interpreter exit; close while the runtime still exists
@@ -119,18 +122,24 @@ class MediaPipeDetector:
     def __exit__(self, *exc):
         self.close()
 
+
+class MediaPipeDetector(MediaPipeTask):
+    max_faces = 32  # per detector call (the whole image or one tile); the tiled search adds up all tiles
+
+    def __init__(self, model_path=None):
+        def make(vision, base):
+            return vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
+                base_options=base, running_mode=vision.RunningMode.IMAGE, num_faces=self.max_faces,
+                min_face_detection_confidence=0.4, min_face_presence_confidence=0.4, output_face_blendshapes=True))
+
+        self._start("MediaPipe model bundle", model_path or paths.MEDIAPIPE_TASK, make)
+
     def detect_all(self, image_rgb: np.ndarray) -> list[Detection]:
         import mediapipe as mp
 
         h, w = image_rgb.shape[:2]
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image_rgb))
-        with self._lock:
-            if self._first:  # XNNPACK / TFLite may announce themselves on the first inference
-                self._first = False
-                with native_stderr_silenced():
-                    res = self._landmarker.detect(image)
-            else:
-                res = self._landmarker.detect(image)
+        res = self._run(self._task.detect, image)
         out = []
         for i, lms in enumerate(res.face_landmarks):
             # MediaPipe normalises by image size with 0 at the pixel edge; we use pixel centres.
