@@ -37,6 +37,9 @@ def main():
               f"max {drift.max():.2f} mm, points moved > 0.5 mm: {moved.tolist()})")
         sys.exit(0 if same else 1)
     np.savez_compressed(paths.MP_TO_ICT_GEOMETRIC, **data)
+    from calibrate_landmarks import record_checksum
+
+    record_checksum(paths.MP_TO_ICT_GEOMETRIC)
     print(f"wrote {paths.MP_TO_ICT_GEOMETRIC}")
 
 

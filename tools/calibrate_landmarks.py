@@ -43,6 +43,17 @@ def calibrated_map(model, n_single, n_triples, seed):
     return calibrate(model, scenes, base, contour, progress=_progress("material hits"))
 
 
+def record_checksum(path: Path) -> None:
+    """weights/checksums.json is what `python -m backend check` verifies: a rewritten weight file updates it."""
+    import hashlib
+    import json
+
+    sums_path = paths.WEIGHTS_DIR / "checksums.json"
+    sums = json.loads(sums_path.read_text())
+    sums[path.relative_to(paths.WEIGHTS_DIR).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    sums_path.write_text(json.dumps(dict(sorted(sums.items())), indent=1) + "\n")
+
+
 def drift_mm(model, a, b) -> np.ndarray:
     """Per fixed landmark: distance (mm) on the neutral face between two maps' points."""
     def pos(c):
@@ -71,6 +82,7 @@ def main(argv=None):
     out = calibrated_map(model, args.single, args.triples, args.seed)
     out["calibration_seeds"] = np.array([args.seed, args.single, args.triples])
     np.savez_compressed(paths.MP_TO_ICT, **out)
+    record_checksum(paths.MP_TO_ICT)
     print(f"wrote {paths.MP_TO_ICT} from {int(out['calibration_photos'])} detected photos")
     return 0
 
