@@ -255,3 +255,37 @@ def yaw_weights(bins, yaw: float) -> np.ndarray:
     w = np.zeros(len(bins))
     w[k], w[k + 1] = 1 - a, a
     return w
+
+
+def tune_blendshape_sigma(model: FaceModel, spec, scenes, config, rounds: int = 3, floor: float = 0.03,
+                          progress=None) -> np.ndarray:
+    """Per shape, how far to trust MediaPipe's own score against the landmarks: start from its measured spread
+    (blendshape_noise) and, wherever the product's fit of a rendered photo ends up further from the truth than
+    MediaPipe's score was, tighten that shape's spread (more weight on the score) by the ratio of the errors.
+    A few rounds settle it; shapes where the landmarks beat MediaPipe keep their measured spread."""
+    from backend.face_model import arkit_to_shape_names
+    from backend.fit import BundleAdjuster
+
+    names = model.expression_names
+    items = []
+    for s in scenes:
+        for p in s.detected:
+            if p.blendshapes:
+                items.append((p, np.array(list(arkit_to_shape_names(p.blendshapes, names).values()))))
+    sig = spec.blendshape_sigma.copy()
+    for r in range(rounds):
+        spec.blendshape_sigma = sig
+        ba = BundleAdjuster(model, spec, config)
+        eo, em = np.zeros(len(names)), np.zeros(len(names))
+        for p, scores in items:
+            res = ba.fit_multistart(p.points[None, None], np.ones((1, 1, len(spec.valid))),
+                                    np.array([[p.size]], np.float64), init={"expression": scores[None, None]},
+                                    priors={"expression": scores[None, None]})
+            eo += np.abs(res.expression[0, 0] - p.expression)
+            em += np.abs(scores - p.expression)
+        ratio = eo / np.maximum(em, 1e-9)
+        eff = np.minimum(sig, config.blendshape_sigma_cap)
+        sig = np.where(ratio > 1, np.maximum(eff / np.clip(ratio, 1, 2), floor), sig)
+        if progress is not None:
+            progress(r + 1, rounds, float(eo.sum() / len(items) / len(names)), float(em.sum() / len(items) / len(names)))
+    return sig

@@ -69,11 +69,47 @@ def _noise(rng, shape, cells, amp):
     return amp * cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC).reshape(shape)
 
 
+@dataclass
+class _Texels:
+    """The skin texels of the model's UV layout (u in [0, 2]): flat index, part (0 face, 1 scalp/neck)."""
+
+    texel: np.ndarray
+    part: np.ndarray
+
+
+@functools.lru_cache(maxsize=2)
+def _skin_texels_cached(model_key: int, size: int):
+    model = _MODELS[model_key]
+    skin_tris = np.nonzero(atlas_mod.tri_part_mask(model, ("face", "head_neck")))[0]
+    tuv = model.triangle_uvs()[skin_tris]
+    xy = np.stack([model.uv[:, 0] * size - 0.5, (1.0 - model.uv[:, 1]) * size - 0.5], 1)
+    pts = np.round(xy[tuv] * 16).astype(np.int32)  # 4 fractional bits for fillPoly's `shift`
+    ids = np.full((size, 2 * size), -1, np.int32)
+    for i in range(len(skin_tris)):
+        cv2.fillPoly(ids, [pts[i]], int(i), lineType=cv2.LINE_8, shift=4)
+    rows, cols = np.nonzero(ids >= 0)
+    local = ids[rows, cols]
+    tri = skin_tris[local]
+    # texel centres' barycentrics: the edge functions are affine in (x, y)
+    q = model.uv[tuv[local]].astype(np.float64) * [size, -size] + [-0.5, size - 0.5]  # (M, 3, 2)
+    a, b, c = q[:, 0], q[:, 1], q[:, 2]
+    area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    area = np.where(np.abs(area) < 1e-12, 1e-12, area)
+    px, py = cols.astype(np.float64), rows.astype(np.float64)
+    w0 = ((b[:, 0] - px) * (c[:, 1] - py) - (b[:, 1] - py) * (c[:, 0] - px)) / area
+    w1 = ((c[:, 0] - px) * (a[:, 1] - py) - (c[:, 1] - py) * (a[:, 0] - px)) / area
+    bary = np.clip(np.stack([w0, w1, 1 - w0 - w1], 1), 0, None)
+    bary /= np.maximum(bary.sum(1, keepdims=True), 1e-9)
+    pos = (model.neutral[model.triangles()[tri]] * bary[..., None]).sum(1)
+    face = atlas_mod.tri_part_mask(model, ("face",))[tri]
+    return _Texels(rows.astype(np.int64) * (2 * size) + cols, np.where(face, 0, 1)), pos
+
+
 def _texel_rest_positions(model: FaceModel, size: int):
-    """Atlas of the skin parts and the neutral mean-face position of every skin texel."""
-    at = atlas_mod.get_atlas(model, size)
-    pos = at.interpolate(model.neutral, model)
-    return at, pos
+    """Skin texels of the UV layout and the neutral mean-face position of each (the renderer's own map, so the
+    pictures do not change with the texture baker's internals)."""
+    _MODELS[id(model)] = model
+    return _skin_texels_cached(id(model), size)
 
 
 def _polyline_distance(p, line):
