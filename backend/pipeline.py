@@ -151,13 +151,14 @@ def safe_file_name(name: str, default: str) -> str:
 def fit_views(views: list[View], device="cpu", progress=_noop_progress, cancel=None, config=None):
     from dataclasses import replace
 
-    from .fit import BundleAdjuster, FitConfig, landmark_spec
+    from .fit import BundleAdjuster, landmark_spec
     from .fit.inputs import camera_groups, detector_scores
+    from .fit.presets import product_config
 
     model = load_face_model()
     fmt = views[0].detection.format
     spec = landmark_spec(fmt, model)
-    cfg = replace(config or FitConfig(), device=device)
+    cfg = replace(config or product_config(fmt, len(views)), device=device)
     pts = np.stack([v.detection.points for v in views])[None]
     vis = np.ones(pts.shape[:3])
     sizes = np.array([[(v.width, v.height) for v in views]], np.float64)

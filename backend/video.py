@@ -259,20 +259,29 @@ def _points(vf: VideoFrames):
 
 def track_video(model, spec, res, vf: VideoFrames, reference: int, smoothing: float, device="cpu", progress=None,
                 cancel=None):
-    """Pose and expression of every sampled frame, with the identity and focal of the identity fit `res`."""
-    from .face_model import arkit_to_shape_names
+    """Pose and expression of every sampled frame, with the identity and focal of the identity fit `res`.
+    MediaPipe's own scores of each frame are its start and, as for a photo, a prior."""
+    from .fit.inputs import detector_scores
     from .fit.tracking import track
 
     pts, valid = _points(vf)
-    init = None
-    if all(d.blendshapes for d in vf.detections if d is not None):  # MediaPipe's scores: a start near the answer
-        init = np.zeros((len(pts), model.n_expression))
-        for k, d in enumerate(vf.detections):
-            if d is not None:
-                init[k] = list(arkit_to_shape_names(d.blendshapes, model.expression_names).values())
+    scores = init = None
+    have = [d for d in vf.detections if d is not None]
+    if any(d.blendshapes for d in have):
+        scores = np.full((len(pts), model.n_expression), np.nan)
+        idx = [k for k, d in enumerate(vf.detections) if d is not None]
+        scores[idx] = detector_scores(model, [_Scored(d) for d in have])
+        init = np.nan_to_num(scores)
     return track(model, spec, res.identity[0], float(res.focal[0, 0]), pts, valid, vf.size, fps=vf.fps,
                  smoothing=smoothing, reference=reference, init_expression=init, device=device,
-                 progress=progress, cancel=cancel)
+                 progress=progress, cancel=cancel, scores=scores)
+
+
+class _Scored:
+    """A detection seen as a view (what fit.inputs.detector_scores reads)."""
+
+    def __init__(self, detection):
+        self.detection = detection
 
 
 def arkit_matrix(expression_names) -> np.ndarray:
@@ -289,11 +298,15 @@ def animation_files(model, vf: VideoFrames, trk, picks, reference, res, smoothin
     """result.json's `animation` section and the bytes of animation.npz (docs/result-bundle.md)."""
     from .face_model import ARKIT_52
 
+    from .face_model import gaze_angles
+
     N = len(vf.frames)
     expr = trk.expression.astype(np.float32)
+    names = model.expression_names
+    gaze = np.array([[gaze_angles(dict(zip(names, e)))[s] for s in ("left", "right")] for e in expr], np.float32)
     buf = io.BytesIO()
     np.savez_compressed(buf, frame=vf.frames.astype(np.int64), time_s=vf.frames / vf.video_fps, valid=vf.valid,
-                        expression=expr, arkit_names=np.array(ARKIT_52),
+                        expression=expr, gaze_deg=gaze, arkit_names=np.array(ARKIT_52),
                         arkit=(expr @ arkit_matrix(model.expression_names)).astype(np.float32),
                         R=trk.R.astype(np.float64), t=trk.t.astype(np.float64),
                         reprojection_px=trk.reprojection_px.astype(np.float32))

@@ -88,15 +88,21 @@ def spread_yaws(rng, n: int, max_yaw: float = 60.0) -> list:
 
 
 def make_scene(model: FaceModel, seed: int, n_views: int, detector=None, identity_scale: float = 1.0,
-               keep_images: bool = False) -> tuple[Scene, list]:
-    """Render one photo set and run MediaPipe on it. Returns (scene, images if keep_images else [])."""
+               keep_images: bool = False, yaw: float | None = None, identity_seed: int | None = None
+               ) -> tuple[Scene, list]:
+    """Render one photo set and run MediaPipe on it. Returns (scene, images if keep_images else []).
+    yaw: the head's yaw for a one-photo scene instead of a random one; identity_seed: whose face (default: seed),
+    so several scenes can show one subject."""
     rng = np.random.default_rng(seed)
-    sub = rg.make_subject(model, seed, identity_scale, size=512)
+    sub = rg.make_subject(model, seed if identity_seed is None else identity_seed, identity_scale, size=512)
     size = [(1024, 768), (768, 1024), (1024, 1024)][rng.integers(3)]
     equiv = float(rng.uniform(24, 85))
     sc = Scene(seed=seed, identity=sub.identity, equiv_mm=equiv)
     images = []
-    for k, yaw in enumerate(spread_yaws(rng, n_views)):
+    yaws = spread_yaws(rng, n_views)
+    if yaw is not None:
+        yaws = [float(yaw)] * n_views
+    for k, yaw in enumerate(yaws):
         for _ in range(100):  # a distance in 0.5-2 m that frames the face like a real photo
             d = float(rng.uniform(0.5, 2.0))
             R, t, f = rg.camera_for(rng, size, equiv, d, yaw, rng.uniform(-15, 15), rng.uniform(-8, 8))

@@ -24,15 +24,16 @@ import math
 
 import numpy as np
 
+from backend.eyes import posed_vertices
 from backend.face_model import FaceModel
 from backend.texture import atlas as atlas_mod
+from backend.fit.spec import IRIS_CENTRES
 from backend.texture.raster import project, rasterize
 
 from . import render_gt as rg
 
 YAW_BINS = np.arange(-70.0, 70.1, 10.0)  # view-yaw bin centres of the face-oval table, degrees
 MIN_HITS = 8  # fewer hits in a bin: the bin borrows its neighbour's entry
-IRIS_CENTRES = (468, 473)
 
 
 def view_angles(R, t, target=(0.0, 0.0, 5.0)):
@@ -54,8 +55,6 @@ def _bary(P2, z, u, v):
 def material_hits(model: FaceModel, identity, photo, max_snap_px: float = 4.0):
     """(tri (L,), bary (L,3), snapped (L,)) of a detected photo: tri -1 where the point met nothing usable."""
     from scipy import ndimage
-
-    from backend.eyes import posed_vertices
 
     V = posed_vertices(model, identity, photo.expression)
     w, h = photo.size
@@ -184,11 +183,11 @@ def calibrate(model: FaceModel, scenes, base: dict, contour_ids, progress=None) 
     out = {k: v for k, v in base.items()}
     valid = np.zeros(L, bool)
     valid[:468] = True
-    valid[list(IRIS_CENTRES)] = True
+    valid[list(IRIS_CENTRES)] = True  # the pupils, turned by the gaze (backend/fit/spec.py)
     out.update(tri_vertex_ids=tri_ids, bary=bary, valid=valid, contour=contour, contour_ids=cids,
                contour_yaw_bins=YAW_BINS, contour_tri=c_tri, contour_bary=c_bary, contour_count=c_count,
                calibration_photos=np.int64(len(photos)))
-    out["sigma"] = landmark_noise(model, out, photos)
+    out["sigma"], out["sigma_yaw"] = landmark_noise(*residuals(model, out, photos))
     out["blendshape_sigma"] = blendshape_noise(model, photos)
     return out
 
@@ -205,36 +204,45 @@ def blendshape_noise(model: FaceModel, photos, floor: float = 0.05) -> np.ndarra
     return np.maximum(np.sqrt(np.mean(np.square(err), 0)), floor)
 
 
-def landmark_noise(model: FaceModel, cmap: dict, photos) -> np.ndarray:
-    """(478,) robust spread (1.4826 MAD of the coordinate residuals, percent of eye distance) of each landmark's
-    reprojection with the calibrated map and the true parameters."""
-    from backend.eyes import posed_vertices, pupil_points
+def residuals(model: FaceModel, cmap: dict, photos) -> tuple[np.ndarray, np.ndarray]:
+    """((P, 478, 2) reprojection error in percent of eye distance of every landmark with the map and the true
+    parameters, (P,) view yaw of each photo)."""
+    from backend.eyes import eye_centres, gaze_rotation, pupil_points
     from backend.face_model import gaze_angles
 
     res = np.full((len(photos), 478, 2), np.nan)
+    yaw = np.zeros(len(photos))
     for n, (s, p) in enumerate(photos):
         V = posed_vertices(model, s.identity, p.expression)
-        P = embedded_points(model, cmap, V, view_angles(p.R, p.t)[0])
+        yaw[n] = view_angles(p.R, p.t)[0]
+        P = embedded_points(model, cmap, V, yaw[n])
         gz = gaze_angles(dict(zip(model.expression_names, p.expression)))
-        pp = pupil_points(model, V)
-        from backend.eyes import eye_centres, gaze_rotation
-
-        for lm, side in zip(IRIS_CENTRES, iris_sides(p.points)):
-            c = eye_centres(model, V)[side]
-            P[lm] = c + gaze_rotation(*gz[side]) @ (pp[side] - c)
+        pp, cs = pupil_points(model, V), eye_centres(model, V)
+        for lm, side in IRIS_CENTRES.items():
+            P[lm] = cs[side] + gaze_rotation(*gz[side]) @ (pp[side] - cs[side])
         w, h = p.size
         uv, _ = project(P, p.R, p.t, p.focal, p.focal, (w - 1) / 2, (h - 1) / 2)
         iod = np.linalg.norm(p.points[33] - p.points[263])
         res[n] = (p.points - uv) / iod * 100
+    return res, yaw
+
+
+def landmark_noise(res: np.ndarray, yaw: np.ndarray):
+    """Each landmark's error: (478,) overall robust spread (1.4826 MAD of its coordinate residuals about their
+    median, percent of eye distance), and (478, nb) its robust error per view-yaw bin, offset included (1.4826
+    median |residual|): at large yaw MediaPipe guesses the far side's points, and those guesses are biased."""
     med = np.nanmedian(res, 0)
-    return 1.4826 * np.nanmedian(np.abs(res - med), (0, 2))
-
-
-def iris_sides(points) -> tuple:
-    """Which eye each of MediaPipe's iris centres (468, 473) belongs to: the nearer eye-outer corner decides
-    (33 is the subject's right eye, 263 the left)."""
-    a = np.linalg.norm(points[468] - points[33]) < np.linalg.norm(points[468] - points[263])
-    return ("right", "left") if a else ("left", "right")
+    overall = 1.4826 * np.nanmedian(np.abs(res - med), (0, 2))
+    by_yaw = np.full((res.shape[1], len(YAW_BINS)), np.nan)
+    for k, yc in enumerate(YAW_BINS):
+        sel = np.abs(yaw - yc) <= 7.5
+        if sel.sum() >= MIN_HITS:
+            by_yaw[:, k] = 1.4826 * np.nanmedian(np.abs(res[sel]), (0, 2))
+    good = np.flatnonzero(np.isfinite(by_yaw[0]))
+    for k in range(len(YAW_BINS)):  # empty bins hold the nearest filled bin's figure
+        if not np.isfinite(by_yaw[0, k]):
+            by_yaw[:, k] = by_yaw[:, good[np.argmin(np.abs(good - k))]]
+    return overall, by_yaw
 
 
 def embedded_points(model: FaceModel, cmap: dict, vertices, view_yaw: float) -> np.ndarray:

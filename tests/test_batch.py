@@ -31,7 +31,7 @@ GOOD = ["ana", "ben", "cleo"]
 
 def _landmark_file(path: Path, seed: int) -> Path:
     from backend.face_model import load_face_model
-    from backend.fitting import landmark_spec
+    from backend.fit.spec import landmark_spec
     from bench.synthetic import make_scene
 
     model = load_face_model()

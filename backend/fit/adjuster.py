@@ -42,11 +42,11 @@ class FitConfig:
     identity_prior: float = 1.0  # weight of |a|^2 (a in units of the mode's std)
     expression_l2: float = 0.5
     expression_l1: float = 1.0
-    focal_prior: float = 7.5  # weight of (log f - log f0)^2 when f0 is a guess
+    focal_prior: float = 4.0  # weight of (log f - log f0)^2 when f0 is a guess
     focal_prior_exif: float = 400.0  # ... when f0 comes from EXIF or the caller
     # Without EXIF: centre the focal prior on a real camera of this 35 mm-equivalent focal (diagonal convention:
     # f_px = mm * image diagonal / 43.27) instead of on the best of the focal probes; None keeps the probe.
-    focal_prior_equiv_mm: float | None = 45.0
+    focal_prior_equiv_mm: float | None = None
     huber: float = 3.0  # in units of landmark_sigma
     contour_weight: float = 0.5
     rigid_iterations: int = 3
@@ -64,9 +64,9 @@ class FitConfig:
     temporal_smoothing: float = 0.0  # weight of |b_v - b_{v+1}|^2 (video frames in order)
     # antagonist shapes (eyeWide/eyeBlink, jawLeft/jawRight, ...: ANTAGONISTS) cost 2 w b_i b_j together: a face
     # cannot do both, and a rig that receives both does neither
-    antagonist_weight: float = 10.0
+    antagonist_weight: float = 0.0
     # scale of the detector's own expression scores as a prior (per shape weights from the calibration); 0 = off
-    blendshape_prior: float = 3.0
+    blendshape_prior: float = 0.0
     # ... and the largest per-shape spread it uses (%): on rendered faces MediaPipe misjudges the shapes it reads from
     # appearance (squint from the cheek, brows from wrinkles) that our renders lack, so their measured spread
     # would silence it on real photos, where those cues exist
@@ -118,6 +118,8 @@ class BundleAdjuster:
                                  dtype=dt, device=dev)
             self.lm.B_exp = self.lm.B_exp + gb
         self.lm_w = torch.as_tensor(spec.weights(), dtype=dt, device=dev)
+        self.sigma_yaw = None if spec.sigma_yaw is None else torch.as_tensor(spec.sigma_yaw, dtype=dt, device=dev)
+        self.sigma_ref = spec.reference_sigma
         self.iris = torch.as_tensor(spec.iris, device=dev)
         self.table = spec.contour_ids is not None
         if self.table:
@@ -330,7 +332,8 @@ class BundleAdjuster:
     # ---------------------------------------------------------------- model and residuals
     def update_contour(self, pb: Problem, st: State):
         """Take the face oval from the calibration's table at each view's current view yaw (the silhouette moves
-        over the face as the head turns). Held fixed between reweightings, so each LM step sees one model."""
+        over the face as the head turns), and each landmark's weight at that yaw. Held fixed between
+        reweightings, so each LM step sees one model."""
         if not self.table:
             return
         cam = -(st.R.transpose(-1, -2) @ st.t[..., None])[..., 0] - torch.tensor([0.0, 0.0, 5.0], dtype=self.dt,
@@ -341,6 +344,9 @@ class BundleAdjuster:
         w = torch.zeros(*yaw.shape, len(self.c_bins), dtype=self.dt, device=self.dev)
         w.scatter_(-1, k[..., None], (1 - a)[..., None])
         w.scatter_add_(-1, (k + 1)[..., None], a[..., None])
+        if self.sigma_yaw is not None:
+            sig = torch.einsum("bvk,lk->bvl", w, self.sigma_yaw)
+            pb.landmark_weight = ((self.sigma_ref / sig.clamp_min(1e-6)) ** 2).clamp(0.01, 4.0)
         pb.contour_mean = torch.einsum("bvk,ckd->bvcd", w, self.c_mean)
         pb.contour_id = torch.einsum("bvk,ckdj->bvcdj", w, self.c_id)
         pb.contour_exp = torch.einsum("bvk,ckdj->bvcdj", w, self.c_exp)
@@ -370,7 +376,8 @@ class BundleAdjuster:
         """IRLS Huber weights x contour/visibility weights."""
         c = self.cfg
         P, Xc = self.points(pb, st)
-        r = self.reprojection_px(pb, st) / pb.scale[..., None] / pb.sigma * self.lm_w.sqrt()
+        lm_w = self.lm_w if pb.landmark_weight is None else pb.landmark_weight
+        r = self.reprojection_px(pb, st) / pb.scale[..., None] / pb.sigma * lm_w.sqrt()
         huber = torch.where(r <= c.huber, torch.ones_like(r), c.huber / r.clamp_min(1e-9))
         # surface normals at the landmarks, rotated into the camera
         B, V = pb.obs.shape[:2]
@@ -389,14 +396,15 @@ class BundleAdjuster:
             cw = (facing / 0.5).clamp(0, 1) ** 2 * c.contour_weight
         # the iris centres sit inside the eye: their ring of lid triangles says nothing about their visibility
         w = torch.where(self.contour, cw, ((facing > -0.05) | self.iris).to(self.dt))
-        return pb.vis * huber * w * self.lm_w
+        return pb.vis * huber * w * lm_w
 
     def estimate_sigma(self, pb: Problem, st: State):
         """Noise scale from the residuals (1.4826 x median absolute coordinate residual, % IOD): the priors
         then weigh as much as the data deserve - clean landmarks are trusted more, noisy ones less."""
         _, Xc = self.points(pb, st)
         r = ((self.project(pb, st, Xc) - pb.obs) / pb.scale[..., None, None]).abs()  # (B,V,L,2)
-        r = r * self.lm_w.sqrt()[:, None]  # each landmark in units of its own noise
+        lm_w = self.lm_w if pb.landmark_weight is None else pb.landmark_weight
+        r = r * lm_w.sqrt()[..., None]  # each landmark in units of its own noise
         use = ((pb.vis > 0) & ~self.contour & ~self.iris)[..., None].expand_as(r)
         r = torch.where(use, r, torch.full_like(r, float("nan"))).reshape(r.shape[0], -1)
         sig = 1.4826 * torch.nanmedian(r, dim=1).values

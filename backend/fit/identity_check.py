@@ -23,6 +23,10 @@ import numpy as np
 # see the figures there. A view is flagged only when it is also the worst one and its extra error is beyond
 # sub-pixel noise.
 RATIO_WARN = 1.35
+# The joint fit's information treats landmark errors as independent; MediaPipe's are not (a whole photo's points
+# lean together), so the others' posterior is tempered by this factor (precision x TEMPER) before a view is held
+# to it: untempered, a frontal photo beside two profiles was held to shape the profiles only seemed to fix.
+TEMPER = 1.0
 MIN_EXTRA = 0.0033  # extra error as a fraction of eye distance: sub-pixel differences are no evidence
 MAX_VIEWS = 64  # above this, the check runs on the best-spread views only (the joint fit uses them all)
 
@@ -36,11 +40,18 @@ def identity_scores(views, model, spec, config=None, joint=None, progress=None, 
     ordinary prior and with the other views' posterior) and `ratio` = others / alone.
 
     joint: the FitResult of all views fitted together (pipeline.fit_views); fitted here when not given."""
-    from .adjuster import BundleAdjuster, FitConfig
+    from .adjuster import BundleAdjuster
     from .inputs import camera_groups, detector_scores
+    from .presets import product_config
 
-    cfg = config or FitConfig()
+    from dataclasses import replace
+
     V = len(views)
+    # the same modes as the joint fit (pipeline.identity_modes): its identity is what the others' posterior holds
+    K = joint.identity.shape[-1] if joint is not None else None
+    cfg = config or product_config(spec.format, V)
+    if K is not None:
+        cfg = replace(cfg, n_identity=K)
     pts = np.stack([v.detection.points for v in views])  # (V, L, 2)
     sizes = np.array([(v.width, v.height) for v in views], np.float64)
     focal = [v.focal_px for v in views]
@@ -60,6 +71,8 @@ def identity_scores(views, model, spec, config=None, joint=None, progress=None, 
     S, r = info["view_precision"][0], info["view_gradient"][0]  # (V, K, K), (V, K)
     P_loo = P[None] - S
     a_loo = joint.identity[0][None, :K] + np.linalg.solve(P_loo, r[..., None])[..., 0]
+    prior = ba.cfg.identity_prior * np.eye(K)
+    P_loo = prior + TEMPER * (P_loo - prior)  # temper the data's share, keep the prior's
 
     kw = {}
     if any(f is not None for f in focal):

@@ -53,6 +53,7 @@ class Problem:
     contour_mean: torch.Tensor = None  # (B,V,C,3)
     contour_id: torch.Tensor = None  # (B,V,C,3,K)
     contour_exp: torch.Tensor = None  # (B,V,C,3,E)
+    landmark_weight: torch.Tensor = None  # (B,V,L) each landmark's weight at its view's yaw (spec.sigma_yaw)
 
     @property
     def G(self) -> int:

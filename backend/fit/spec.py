@@ -37,6 +37,9 @@ class LandmarkSpec:
     # (E,) spread of the detector's own expression scores around the truth, on the model's shape names
     # (bench/landmark_calibration.py); None: the detector gives none, or they are not calibrated
     blendshape_sigma: np.ndarray | None = None
+    # (L, nb) each landmark's error at each view yaw of contour_yaw_bins (% of eye distance): at large yaw the
+    # detector guesses the far side's points; None: the error does not depend on the view
+    sigma_yaw: np.ndarray | None = None
 
     @property
     def iris(self) -> np.ndarray:
@@ -50,8 +53,12 @@ class LandmarkSpec:
         [0.1, 4] so no single point can dominate the fit."""
         if self.sigma is None:
             return np.ones(len(self.valid))
-        ref = np.median(self.sigma[self.valid & ~self.contour & ~self.iris])
-        return np.clip((ref / np.maximum(self.sigma, 1e-6)) ** 2, 0.1, 4.0)
+        return np.clip((self.reference_sigma / np.maximum(self.sigma, 1e-6)) ** 2, 0.1, 4.0)
+
+    @property
+    def reference_sigma(self) -> float:
+        """The noise of a typical fixed landmark (weight 1)."""
+        return float(np.median(self.sigma[self.valid & ~self.contour & ~self.iris])) if self.sigma is not None else 1.0
 
     def points(self, vertices: np.ndarray, expression=None, view_yaw: float = 0.0) -> np.ndarray:
         """(L,3) landmark positions on an evaluated mesh (model space), as the fitter models them: the face oval
@@ -65,6 +72,31 @@ class LandmarkSpec:
         if self.gaze_basis is not None and expression is not None:
             P = P + np.einsum("e,led->ld", np.asarray(expression, np.float64), self.gaze_basis)
         return P
+
+
+def landmark_evaluator(spec: LandmarkSpec, model: FaceModel):
+    """A function (expression (N,E), view yaw (N,)) -> (N,L,3): spec.points for many frames of one face (the model's
+    identity as given, e.g. a personalised model), from landmark-level bases built once."""
+    E = model.n_expression
+    rows = lambda vid, bary: ((model.neutral[vid] * bary[..., None]).sum(-2),  # noqa: E731
+                              np.einsum("e...jd,...j->...ed", model.expression[:, vid], bary))
+    mean, basis = rows(spec.vertex_ids, spec.bary)  # (L,3), (L,E,3)
+    if spec.gaze_basis is not None:
+        basis = basis + spec.gaze_basis
+    table = None
+    if spec.contour_ids is not None:
+        table = rows(spec.contour_tri, spec.contour_bary)  # (C,nb,3), (C,nb,E,3)
+
+    def evaluate(expression, yaws):
+        expression = np.asarray(expression, np.float64).reshape(-1, E)
+        P = mean[None] + np.einsum("ne,led->nld", expression, basis)
+        if table is not None:
+            w = np.stack([yaw_weights(spec.contour_yaw_bins, y) for y in np.atleast_1d(yaws)])  # (N, nb)
+            Pc = np.einsum("nk,ckd->ncd", w, table[0]) + np.einsum("nk,ne,cked->ncd", w, expression, table[1])
+            P[:, spec.contour_ids] = Pc
+        return P
+
+    return evaluate
 
 
 def view_yaw(R, t, target=(0.0, 0.0, 5.0)) -> float:
@@ -128,6 +160,8 @@ def landmark_spec(fmt: str, model: FaceModel) -> LandmarkSpec:
         spec.gaze_basis = gaze_basis(model, vid, bary, IRIS_CENTRES)
         if "blendshape_sigma" in c:
             spec.blendshape_sigma = c["blendshape_sigma"].astype(np.float64)
+        if "sigma_yaw" in c:
+            spec.sigma_yaw = c["sigma_yaw"].astype(np.float64)
         return spec
     if fmt == "ibug68":
         ids = np.repeat(model.landmarks_ibug68[:, None], 3, 1)

@@ -27,6 +27,11 @@ from .spec import LandmarkSpec
 from ..landmarks.base import EYE_CORNERS
 
 REFERENCE_FPS = 30.0  # `smoothing` is defined at this rate and rescaled so it means the same cut-off in Hz
+# The eyelids move fastest (a blink closes and opens in 0.2-0.3 s): their channels are smoothed with this share of
+# the smoothing. A 0.25 s blink keeps 86 % of its peak under the full smoothing of 1.0 and 94 % under 0.3 of it
+# (tests/test_video.py, the Whittaker response to a raised-cosine blink).
+LID_SMOOTHING = 0.3
+LID_SHAPES = ("eyeBlinkLeft", "eyeBlinkRight", "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight")
 CONFIDENCE_FLOOR = 0.3  # % of eye distance: residuals below this are noise-free for weighting purposes
 BATCH = 256  # frames per batched solve: bounds memory (about 1 MB of Jacobian per frame)
 
@@ -70,12 +75,17 @@ def single_cpu_thread(device):
 
 
 def fit_frames(model: FaceModel, spec: LandmarkSpec, identity, focal: float, points, valid, size,
-               init_expression=None, device="cpu", progress=None, cancel=None, config: FitConfig | None = None):
-    """Independent per-frame fits: returns expression (N,E), R (N,3,3), t (N,3)."""
+               init_expression=None, device="cpu", progress=None, cancel=None, config: FitConfig | None = None,
+               scores=None):
+    """Independent per-frame fits: returns expression (N,E), R (N,3,3), t (N,3). scores (N,E): the detector's
+    own expression scores (nan where none), the same prior a photo's fit uses (presets.product_config)."""
+    from .presets import product_config
+
     points = np.asarray(points, np.float64)
     valid = np.asarray(valid, bool)
     N, L = points.shape[:2]
-    cfg = dataclasses.replace(config or FitConfig(), n_identity=1, fix_identity=True, fix_focal=True, device=device)
+    cfg = dataclasses.replace(config or product_config(spec.format, 1), n_identity=1, fix_identity=True,
+                              fix_focal=True, device=device)
     ba = BundleAdjuster(personalised_model(model, identity), spec, cfg)
     expr, R, t = np.zeros((N, model.n_expression)), np.tile(np.eye(3), (N, 1, 1)), np.zeros((N, 3))
     idx = np.nonzero(valid)[0]
@@ -86,13 +96,15 @@ def fit_frames(model: FaceModel, spec: LandmarkSpec, identity, focal: float, poi
         # about as accurate and ~15 % faster
         sel = idx[s:s + BATCH]
         V = len(sel)
-        init = None
+        init = priors = None
         if init_expression is not None:
             init = {"expression": np.asarray(init_expression)[sel][None]}
+        if scores is not None:
+            priors = {"expression": np.asarray(scores)[sel][None]}
         with single_cpu_thread(device):
             res = ba.fit(points[sel][None], np.ones((1, V, L)), np.tile(np.asarray(size, np.float64), (1, V, 1)),
                          focal_init=np.full((1, V), float(focal)), focal_known=np.ones((1, V), bool), init=init,
-                         cancel=cancel)
+                         cancel=cancel, priors=priors)
         expr[sel], R[sel], t[sel] = res.expression[0], res.R[0], res.t[0]
         if progress is not None:
             progress(min(1.0, (s + V) / max(len(idx), 1)))
@@ -118,11 +130,12 @@ def whittaker(y: np.ndarray, w: np.ndarray, lam: float) -> np.ndarray:
     return solveh_banded(ab, w[:, None] * y)
 
 
-def smooth_track(expr, R, t, confidence, lam: float, ref: int):
+def smooth_track(expr, R, t, confidence, lam: float, ref: int, fast=None):
     """Smooth and gap-fill (expression, rotation, translation) over the frames.
 
     Rotations are smoothed as rotation vectors of the head's motion relative to frame `ref`, which stay far
-    from the 180-degree wrap for any head that still faces the camera."""
+    from the 180-degree wrap for any head that still faces the camera. `fast` (E,) marks the expression channels
+    smoothed with LID_SMOOTHING of lam."""
     from scipy.spatial.transform import Rotation
 
     w = np.asarray(confidence, np.float64)
@@ -133,6 +146,9 @@ def smooth_track(expr, R, t, confidence, lam: float, ref: int):
     lo, hi = ok[0], ok[-1] + 1
     if lam > 0 and hi - lo >= 3:
         out[lo:hi] = whittaker(x[lo:hi], w[lo:hi], lam)
+        if fast is not None and np.any(fast):
+            cols = np.flatnonzero(fast)
+            out[lo:hi, cols] = whittaker(x[lo:hi, cols], w[lo:hi], lam * LID_SMOOTHING)
     else:  # no smoothing: straight-line gap filling
         for c in range(x.shape[1]):
             out[lo:hi, c] = np.interp(np.arange(lo, hi), ok, x[ok, c])
@@ -154,12 +170,13 @@ def frame_confidence(err_px, iod_px, valid) -> np.ndarray:
 
 
 def landmark_errors(model: FaceModel, spec: LandmarkSpec, identity, focal, size, expr, R, t, points) -> np.ndarray:
-    """(N,) median reprojection error (px) of usable landmarks for given per-frame parameters."""
-    pm = personalised_model(model, identity)
-    vid, bw = spec.vertex_ids, spec.bary[..., None]
-    mean = (pm.neutral[vid] * bw).sum(1)  # (L,3)
-    basis = (pm.expression[:, vid] * bw).sum(2)  # (E,L,3)
-    P = mean[None] + np.einsum("ne,eld->nld", expr, basis)
+    """(N,) median reprojection error (px) of usable landmarks for given per-frame parameters, the landmarks
+    modelled as the fitter does (spec.points: the face oval at each frame's view yaw, the pupils turned by the
+    gaze)."""
+    from .spec import landmark_evaluator, view_yaw
+
+    evaluate = landmark_evaluator(spec, personalised_model(model, identity))
+    P = evaluate(expr, [view_yaw(r, tt) for r, tt in zip(R, t)])
     Xc = np.einsum("nij,nlj->nli", R, P) + t[:, None]
     cx, cy = (size[0] - 1) / 2, (size[1] - 1) / 2
     uv = np.stack([focal * Xc[..., 0] / Xc[..., 2] + cx, focal * Xc[..., 1] / Xc[..., 2] + cy], -1)
@@ -169,13 +186,14 @@ def landmark_errors(model: FaceModel, spec: LandmarkSpec, identity, focal, size,
 
 def track(model: FaceModel, spec: LandmarkSpec, identity, focal: float, points, valid, size, *, fps: float = 30.0,
           smoothing: float = 1.0, reference: int | None = None, init_expression=None, device="cpu", progress=None,
-          cancel=None) -> Track:
-    """points (N, L, 2) px for every frame (anything where valid is False); size (w, h) of the frames."""
+          cancel=None, scores=None) -> Track:
+    """points (N, L, 2) px for every frame (anything where valid is False); size (w, h) of the frames; scores
+    (N, E) the detector's own expression scores per frame (nan where none): a prior, as for photos."""
     points, valid = np.asarray(points, np.float64), np.asarray(valid, bool)
     if not valid.any():
         raise ValueError("no frame has a face")
     expr, R, t = fit_frames(model, spec, identity, focal, points, valid, size, init_expression, device, progress,
-                            cancel)
+                            cancel, scores=scores)
     a, b = EYE_CORNERS[spec.format]
     iod = np.linalg.norm(points[:, a] - points[:, b], axis=-1)
     err = np.full(len(points), np.nan)
@@ -183,7 +201,7 @@ def track(model: FaceModel, spec: LandmarkSpec, identity, focal: float, points, 
     conf = frame_confidence(err, iod, valid)
     ref = int(reference) if reference is not None and valid[reference] else int(np.nonzero(valid)[0][0])
     lam = smoothing * (fps / REFERENCE_FPS) ** 4
-    e_s, R_s, t_s = smooth_track(expr, R, t, conf, lam, ref)
+    e_s, R_s, t_s = smooth_track(expr, R, t, conf, lam, ref, fast=np.isin(model.expression_names, LID_SHAPES))
     err_s = np.full(len(points), np.nan)
     err_s[valid] = landmark_errors(model, spec, identity, focal, size, e_s[valid], R_s[valid], t_s[valid],
                                    points[valid])
@@ -201,7 +219,7 @@ def rough_poses(model: FaceModel, spec: LandmarkSpec, points, valid, size) -> np
     import cv2
 
     P = (model.neutral[spec.vertex_ids] * spec.bary[..., None]).sum(1).astype(np.float64)
-    use = spec.valid & ~spec.contour
+    use = spec.valid & ~spec.contour & ~spec.iris
     f = float(max(size))
     K = np.array([[f, 0, (size[0] - 1) / 2], [0, f, (size[1] - 1) / 2], [0, 0, 1]])
     out = np.full((len(points), 3), np.nan)
