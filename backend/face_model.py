@@ -92,6 +92,21 @@ ANTAGONISTS = [("eyeWideLeft", "eyeBlinkLeft"), ("eyeWideRight", "eyeBlinkRight"
                ("eyeLookUpLeft", "eyeLookDownLeft"), ("eyeLookUpRight", "eyeLookDownRight")]
 
 
+def resolve_antagonists(weights: np.ndarray, names: list[str]) -> np.ndarray:
+    """Weights (..., E) with no antagonist pair on together: each pair keeps its net (the larger minus the
+    smaller, on the larger). The fitter's antagonist penalty keeps most fits apart already; this makes it a
+    guarantee for consumers that treat the pairs as exclusive (ARKit rigs, retargeting), at the cost of the small
+    part of a lid or gaze pose that only the two together could explain. The pairs move opposite ways, so the
+    net keeps the motion they agree on."""
+    out = np.array(weights, np.float64, copy=True)
+    for a, b in ANTAGONISTS:
+        if a in names and b in names:
+            i, j = names.index(a), names.index(b)
+            net = out[..., i] - out[..., j]
+            out[..., i], out[..., j] = np.maximum(net, 0.0), np.maximum(-net, 0.0)
+    return out
+
+
 def ict_to_arkit_name(name: str) -> str:
     """'eyeBlink_L' -> 'eyeBlinkLeft'; split shapes keep their side: 'browInnerUp_L' -> 'browInnerUpLeft'."""
     return re.sub(r"_L$", "Left", re.sub(r"_R$", "Right", name))

@@ -153,6 +153,7 @@ def fit_views(views: list[View], device="cpu", progress=_noop_progress, cancel=N
 
     from .fit import BundleAdjuster, landmark_spec
     from .fit.inputs import camera_groups, detector_scores
+    from .face_model import resolve_antagonists
     from .fit.presets import product_config
 
     model = load_face_model()
@@ -176,6 +177,7 @@ def fit_views(views: list[View], device="cpu", progress=_noop_progress, cancel=N
     ba = BundleAdjuster(model, spec, cfg)
     res = ba.fit_multistart(pts, vis, sizes, focal_init=focal_init, focal_known=focal_known, groups=groups, init=init,
                             progress=lambda f: progress("fit", f, "bundle adjustment"), cancel=cancel, priors=priors)
+    res.expression = resolve_antagonists(res.expression, model.expression_names)
     return model, spec, res
 
 
