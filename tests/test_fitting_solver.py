@@ -81,7 +81,7 @@ def fit(model, spec, scene, **cfg):
 
 @pytest.mark.parametrize("seed", [11, 13])
 def test_default_iterations_reach_the_long_run(model, seed):
-    """Bounded steps are what make the default 10 iterations enough: on clean landmarks (where no noise floor
+    """Bounded steps are what make the default iterations (FitConfig.iterations) enough: on clean landmarks (where no noise floor
     hides a half-converged focal; these two scenes were 5 % short after 6) the default fit lands where 40
     iterations do, with every expression weight inside [0, 1] and the expressions recovered."""
     spec = landmark_spec("mediapipe478", model)
