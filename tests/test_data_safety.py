@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.bundles import result, view
 from tests.conftest import DATA, ROOT
 
 FRONT = DATA / "multiview-mvfnet" / "front.jpg"
@@ -115,7 +116,7 @@ def test_writer_refuses_a_foreign_folder_that_appears_during_the_run(tmp_path, m
     write_json(out / "result.json", {"schema": "someone.else", "rows": 3})
     before = snapshot(out)
     with pytest.raises(OutputError, match="holds a result.json FaceForge did not write"):
-        write_bundle(out, {"subject": "x"}, model, np.zeros(model.n_identity))
+        write_bundle(out, result("x", model), model, np.zeros(model.n_identity))
     assert snapshot(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["later"]
 
@@ -157,14 +158,14 @@ def test_bundles_from_before_the_file_list_still_count_as_bundles(tmp_path, mode
     from backend.bundle import write_bundle
     from backend.output_dir import output_problem
 
-    out = write_bundle(tmp_path / "b", {"subject": "old", "views": [{"name": "a", "image": "images/a.jpg"}]}, model,
+    out = write_bundle(tmp_path / "b", result("old", model, views=[view(model, "a", "images/a.jpg")]), model,
                        np.zeros(model.n_identity), extra_files={"images/a.jpg": b"jpeg"})
     doc = json.loads((out / "result.json").read_text())
     del doc["written_files"]
     (out / "result.json").write_text(json.dumps(doc))
     (out / "mine.txt").write_text("keep me")
     assert output_problem(out) is None
-    write_bundle(out, {"subject": "new"}, model, np.zeros(model.n_identity))
+    write_bundle(out, result("new", model), model, np.zeros(model.n_identity))
     assert (out / "mine.txt").read_text() == "keep me"
     assert not (out / "images" / "a.jpg").exists()  # FaceForge's own photo copy of the old bundle went with it
 
@@ -183,11 +184,11 @@ def test_user_file_clashing_inside_images_is_refused_at_the_swap(tmp_path, model
     from backend.bundle import write_bundle
     from backend.errors import OutputError
 
-    out = write_bundle(tmp_path / "b", {"subject": "old"}, model, np.zeros(model.n_identity))
+    out = write_bundle(tmp_path / "b", result("old", model), model, np.zeros(model.n_identity))
     (out / "images" / "front.jpg").write_bytes(b"the user's own front.jpg")
     before = snapshot(out)
     with pytest.raises(OutputError, match="was not written by FaceForge, and the new result has a file by that name"):
-        write_bundle(out, {"subject": "new"}, model, np.zeros(model.n_identity),
+        write_bundle(out, result("new", model), model, np.zeros(model.n_identity),
                      extra_files={"images/front.jpg": b"our copy"})
     assert snapshot(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
