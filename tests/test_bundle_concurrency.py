@@ -292,7 +292,7 @@ def test_writer_killed_at_random_moments(tmp_path, model):
 
 
 def test_user_files_survive_a_writer_killed_at_random_moments(tmp_path, model):
-    """The user's own files in a bundle (issue 14.2) are carried into each new bundle as hard links before the
+    """The user's own files in a bundle are carried into each new bundle as hard links before the
     swap: SIGKILL a writer anywhere in its loop and, after recovery, every one of them is in the bundle,
     byte for byte, and no copy of them is left in a sibling."""
     from backend.bundle import write_bundle

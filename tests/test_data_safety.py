@@ -1,4 +1,4 @@
-"""Data safety and input hardening (issue 14): a user's files are never deleted, no path escapes the bundle,
+"""Data safety and input hardening: a user's files are never deleted, no path escapes the bundle,
 and every bad input is one line naming the file and the field.
 
 The user-visible messages are checked through the real CLI (a subprocess, or main() in-process where the
@@ -84,7 +84,7 @@ def earlier(tmp_path_factory, front_points) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 1, 2: a folder is a bundle by its schema; what the user put into a bundle survives the next run
+# a folder is a bundle by its schema; what the user put into a bundle survives the next run
 
 def assert_output_refused(out: Path, tmp_path: Path, front_points, line: str) -> None:
     """A landmarks-file run into `out` exits 4 with exactly `line`, before any work, and `out` is untouched."""
@@ -97,7 +97,7 @@ def assert_output_refused(out: Path, tmp_path: Path, front_points, line: str) ->
 
 
 def test_folder_with_another_programs_result_json_is_refused(tmp_path, front_points):
-    """Issue 14.1: a user's folder holding a document and some other tool's result.json was replaced whole."""
+    """a user's folder holding a document and some other tool's result.json was replaced whole."""
     folder = tmp_path / "thesis"
     folder.mkdir()
     (folder / "chapter1.docx").write_bytes(b"PK\x03\x04 the user's only copy")
@@ -133,7 +133,7 @@ def _add_user_files(bundle: Path) -> dict:
 
 
 def test_user_files_in_a_bundle_are_carried_into_the_new_one(tmp_path, earlier, front_points):
-    """Issue 14.2: notes and a folder of renders inside a bundle were deleted by the next run."""
+    """notes and a folder of renders inside a bundle were deleted by the next run."""
     out = tmp_path / "bundle"
     shutil.copytree(earlier, out, symlinks=True)
     mine = _add_user_files(out)
@@ -195,10 +195,10 @@ def test_user_file_clashing_inside_images_is_refused_at_the_swap(tmp_path, model
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 4, 5: names become safe file names; a relative image is read from the landmarks file's folder
+# names become safe file names; a relative image is read from the landmarks file's folder
 
 def test_view_name_cannot_escape_the_bundle(tmp_path, front_points):
-    """Issue 14.4: "name": "../../../x" gave "image": "images/../../../x.jpg" in result.json."""
+    """"name": "../../../x" gave "image": "images/../../../x.jpg" in result.json."""
     from backend.pipeline import reconstruct
 
     shutil.copy(FRONT, tmp_path / "front.jpg")
@@ -218,7 +218,7 @@ def test_view_name_cannot_escape_the_bundle(tmp_path, front_points):
 
 
 def test_relative_image_is_read_next_to_the_landmarks_file(tmp_path, front_points):
-    """Issue 14.5: loaded from next to the JSON but copied from the working folder (another photo by that name
+    """loaded from next to the JSON but copied from the working folder (another photo by that name
     became the camera background)."""
     shot = tmp_path / "shoot"
     shot.mkdir()
@@ -236,7 +236,7 @@ def test_relative_image_is_read_next_to_the_landmarks_file(tmp_path, front_point
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 6: landmarks files are checked at the door: exit 2, one line naming the file and the field
+# landmarks files are checked at the door: exit 2, one line naming the file and the field
 
 def _bad_landmarks(points):
     pts = np.asarray(points).tolist()
@@ -344,7 +344,7 @@ def test_bad_option_values_are_refused_before_any_work(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 9: what Blender shows behind the camera is what the fit saw
+# what Blender shows behind the camera is what the fit saw
 
 def _portrait() -> np.ndarray:
     """The front photo on a taller grey canvas (224 x 320): a non-square image, so sideways shows."""
@@ -379,7 +379,7 @@ def _reconstruct_one(photo: Path, out: Path) -> dict:
 
 
 def test_exif_rotated_photo_is_stored_upright(tmp_path, bpy):
-    """Issue 14.9: a photo with EXIF orientation 6 was copied with the tag, and Blender (which ignores the tag)
+    """a photo with EXIF orientation 6 was copied with the tag, and Blender (which ignores the tag)
     showed it sideways."""
     upright = _portrait()
     exif = Image.Exif()
@@ -428,10 +428,10 @@ def test_landmark_only_views_write_image_null(tmp_path, front_points):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 10: group photos, --face-index, tiny faces
+# group photos, --face-index, tiny faces
 
 def test_group_photo_of_27_faces_finds_them_all(mp_detector):
-    """Issue 14.10: MediaPipe's detector sees the whole photo at 128 px, so faces under ~1/8 of it are missed
+    """MediaPipe's detector sees the whole photo at 128 px, so faces under ~1/8 of it are missed
     (tools/measure_face_search.py); the tiled search finds every face of a 9x3 group, each once."""
     from tools.measure_face_search import face_crops, group_photo
 
@@ -475,7 +475,7 @@ def _tiny_face_photo(path: Path, extent_px: int, mp_detector) -> Path:
 
 
 def test_tiny_face_gets_a_hint(tmp_path, mp_detector):
-    """Issue 14.10: a 32 px face in a 4000 px photo (none of 8 such faces is found, 3 of 8 at 40 px); a 64 px
+    """a 32 px face in a 4000 px photo (none of 8 such faces is found, 3 of 8 at 40 px); a 64 px
     one is (the hint's "about 50 px")."""
     found = mp_detector.find_faces(np.asarray(Image.open(_tiny_face_photo(tmp_path / "ok.jpg", 64, mp_detector))))
     assert len(found) == 1
@@ -487,7 +487,7 @@ def test_tiny_face_gets_a_hint(tmp_path, mp_detector):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 11: short videos, animated images, symlink loops
+# short videos, animated images, symlink loops
 
 def test_video_shorter_than_max_frames_warns(tmp_path):
     from backend.video import detect_video
@@ -514,7 +514,7 @@ def test_animated_gif_warns_that_only_the_first_frame_is_used(tmp_path):
 
 @pytest.mark.parametrize("kind", ["photo", "folder_argument", "video", "landmarks_file"])
 def test_symlink_loop_says_loop(tmp_path, kind):
-    """Issue 14.11: a symlink loop was reported as "no such file"."""
+    """a symlink loop was reported as "no such file"."""
     name = {"photo": "a.jpg", "folder_argument": "shots", "video": "clip.mp4", "landmarks_file": "lm.json"}[kind]
     a, b = tmp_path / name, tmp_path / f"other_{name}"
     a.symlink_to(b)
