@@ -15,7 +15,15 @@ import re
 import shutil
 from pathlib import Path
 
-from .contract import SCHEMA
+try:
+    from .contract import SCHEMA
+except ImportError:  # loaded by path as a lone module (add-ons from before contract.py): its sibling, by path
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location("faceforge_contract", Path(__file__).with_name("contract.py"))
+    _contract = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_contract)
+    SCHEMA = _contract.SCHEMA
 
 try:
     import fcntl

@@ -24,8 +24,9 @@ def test_accuracy_rows_and_target(quick):
         finite = {k: v for k, v in row.items() if not (key[0] == 1 and k == "rot_rel")}  # no relative pose for 1 view
         assert _finite(finite), (key, row)
         assert row["pv_median"] <= row["pv_mean"] * 1.5 and row["pv_median"] <= row["pv_p90"]
-    assert acc[(3, 1.0)]["pv_median"] < 1.5, acc[(3, 1.0)]
-    assert acc[(3, 1.0)]["rot_rel"] < 3.0
+    # about twice the quick mode's figures (measured 0.39 mm and 0.26 deg on the 2-core development machine)
+    assert acc[(3, 1.0)]["pv_median"] < 0.8, acc[(3, 1.0)]
+    assert acc[(3, 1.0)]["rot_rel"] < 0.5, acc[(3, 1.0)]
 
 
 def test_mismatch_speed_and_report(quick):

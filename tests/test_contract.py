@@ -287,3 +287,14 @@ def test_one_set_of_photo_extensions_heic_included(tmp_path):
     assert {".heic", ".heif"} <= jobs.IMAGE_EXTS == IMAGE_EXTENSIONS
     glob = operators.FACEFORGE_OT_photo_add.__annotations__["filter_glob"].keywords["default"]
     assert glob == file_filter(IMAGE_EXTENSIONS) and "*.heic" in glob.split(";")
+
+
+def test_output_dir_still_loads_the_way_older_add_ons_load_it():
+    """Add-ons from before contract.py load backend/output_dir.py by path as a lone module, where its relative
+    import of contract.py has no package: it finds its sibling by path, so they keep working with this backend."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("faceforge_backend_output_dir_old", ROOT / "backend" / "output_dir.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.SCHEMA == "faceforge.result"
