@@ -336,7 +336,7 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
     if texture and all(v.image is not None for v in views):
         progress("texture", 0.0, f"baking a {texture_size}px texture")
         tex_info = bake(model, res, views, texture_size, device, extra, files, hair=texture_hair, cancel=cancel,
-                        progress=progress)
+                        progress=progress, warnings=warnings)
     elif texture:
         bare = sum(v.image is None for v in views)
         warnings.append(f"no texture baked: {bare} of {len(views)} views have no photo (landmarks only)")
@@ -378,11 +378,16 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
     return result
 
 
-def bake(model, res, views, size, device, extra, files, hair="remove", cancel=None, progress=_noop_progress) -> dict:
-    """Bake the textures (backend/texture) and add their PNGs to the bundle; returns result.json's `texture`."""
+def bake(model, res, views, size, device, extra, files, hair="remove", cancel=None, progress=_noop_progress,
+         warnings=None) -> dict:
+    """Bake the textures (backend/texture) and add their PNGs to the bundle; returns result.json's `texture`.
+    What could not be made is said in `warnings` (result.json's), the rest of the bundle is still written."""
+    warnings = [] if warnings is None else warnings
     try:
         from .texture import bake_textures
-    except ImportError:
+    except ImportError as e:  # a damaged install: the head is still worth having, untextured
+        warnings.append(f"no texture baked: the texture code cannot be loaded ({type(e).__name__}: {e}); "
+                        "run `python build.py setup`")
         return {}
     from .landmarks.segmentation import PersonSegmenter
 
@@ -407,6 +412,9 @@ def bake(model, res, views, size, device, extra, files, hair="remove", cancel=No
     png = {k: img for k, img in png.items() if img is not None}
     with ThreadPoolExecutor(2) as pool:  # zlib releases the GIL: the big images encode side by side
         for key, data in zip(png, pool.map(_png_bytes, png.values())):
+            if isinstance(data, str):
+                warnings.append(f"{key}.png not written: {data}")
+                continue
             extra[f"{key}.png"] = data
             files[key] = f"{key}.png"
     out["timings_s"]["png"] = round(time.perf_counter() - t, 3)
@@ -429,13 +437,18 @@ def _jsonable(x):
     return x
 
 
-def _png_bytes(img: np.ndarray) -> bytes:
-    """RGB (or single-channel) uint8 -> PNG bytes. Compression level 1: a 2048 albedo (8 M pixels)
-    encodes in 0.46 s CPU and 5.5 MB against 0.64 s and 4.9 MB at OpenCV's default level 3."""
+def _png_bytes(img: np.ndarray) -> bytes | str:
+    """RGB (or single-channel) uint8 -> PNG bytes, or why not (one line). Compression level 1: a 2048 albedo
+    (8 M pixels) encodes in 0.46 s CPU and 5.5 MB against 0.64 s and 4.9 MB at OpenCV's default level 3."""
     import cv2
 
     img = np.ascontiguousarray(img[..., ::-1] if img.ndim == 3 else img)
-    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    try:
+        ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    except cv2.error as e:
+        return f"PNG encoding failed ({str(e).strip().splitlines()[-1]})"
+    if not ok:
+        return f"PNG encoding failed (OpenCV could not encode a {img.dtype} image of shape {img.shape})"
     return buf.tobytes()
 
 

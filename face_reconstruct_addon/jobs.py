@@ -15,8 +15,9 @@ from pathlib import Path
 from . import backend_paths, compat, importer
 from .client import BackendError, ReconstructJob
 from .props import resolve_backend
+from .shared import check_bundle, contract
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+IMAGE_EXTS = contract.IMAGE_EXTENSIONS  # what the backend reads, HEIC included
 ACTIVE: dict = {"runner": None}
 
 RUNNING, FINISHED, CANCELLED, ERROR = "RUNNING", "FINISHED", "CANCELLED", "ERROR"
@@ -108,7 +109,9 @@ class Runner:
             return RUNNING
         if self.job.state == "done":
             try:
-                self.imported = importer.import_bundle(self.job.result.get("output", self.output), context)
+                bundle = self.job.result.get("output", self.output)
+                check_bundle(bundle)
+                self.imported = importer.import_bundle(bundle, context)
                 if self.temporary:
                     # The temporary bundle may be gone by the next session: keep the photos in the .blend.
                     for cam in self.imported["cameras"]:
@@ -122,7 +125,7 @@ class Runner:
                                 img.pack()
                     # Everything the .blend needs is packed now; the temporary bundle can go.
                     shutil.rmtree(self.output.parent, ignore_errors=True)
-            except (importer.BundleError, OSError, RuntimeError) as e:
+            except (importer.BundleError, contract.ResultSchemaError, OSError, RuntimeError) as e:
                 self.error = str(e)
                 return self._end(context, ERROR)
             return self._end(context, FINISHED)

@@ -1,25 +1,12 @@
-"""Tiny pure-Python tables copied from backend/face_model.py.
-
-The add-on runs inside Blender's Python, which has no torch and must not import the backend,
-so the ARKit name table is duplicated here; tests/test_addon_import.py checks it against
-backend.face_model.ARKIT_52 so the copies cannot drift apart.
-"""
+"""Expression-name tables of the rig (pure Python). The 52 ARKit names are the backend's own
+(backend/contract.py, loaded by path: Blender's Python cannot import the backend package)."""
 from __future__ import annotations
 
 import re
 
-ARKIT_52 = [
-    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
-    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight",
-    "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft",
-    "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight",
-    "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose",
-    "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
-    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight",
-    "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
-    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
-    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
-]
+from .shared import contract
+
+ARKIT_52 = list(contract.ARKIT_52)
 
 
 def control_map(shape_names: list[str]) -> tuple[list[str], dict[str, list[str]]]:

@@ -19,14 +19,6 @@ def _pieces(out):
     return [out["head"], *out["eyes"]]
 
 
-def test_arkit_table_matches_backend():
-    # The add-on keeps its own copy (Blender cannot import the backend); it must not drift.
-    from backend.face_model import ARKIT_52
-    from face_reconstruct_addon.tables import ARKIT_52 as ADDON_ARKIT
-
-    assert ADDON_ARKIT == ARKIT_52
-
-
 def test_mesh_counts_uvs_materials(bpy_clean, bundle):
     from face_reconstruct_addon import importer
 

@@ -170,7 +170,8 @@ def test_cli_video_end_to_end(model, tmp_path):
     assert a["fps"] == pytest.approx(15.0) and (a["width"], a["height"]) == (320, 240)
     assert a["file"] == "animation.npz" and a["smoothing"] == 0.5 and a["source_path"] == str(clip)
     assert set(a["camera"]) == {"fx", "fy", "cx", "cy"} and a["camera"]["cx"] == pytest.approx(159.5)
-    assert set(a["timings_s"]) == {"decode", "detect", "identity", "track"} and a["tracking_fps"] > 0
+    assert set(a["timings_s"]) == {"decode", "detect", "identity", "track"}
+    assert a["tracking_fps"] == pytest.approx(N / a["timings_s"]["track"])  # tracked frames per second of tracking
     assert a["reference_frame"] in a["identity_frames"] and not {2, 3} & set(a["identity_frames"])
     assert len(doc["views"]) == len(a["identity_frames"]) >= 3
     for v, i in zip(doc["views"], a["identity_frames"]):
@@ -202,7 +203,8 @@ def test_cli_video_end_to_end(model, tmp_path):
                         str(tmp_path / "clip.blend"), "--export-csv", str(tmp_path / "clip.csv")],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert (tmp_path / "clip.blend").stat().st_size > 0
+    head = (tmp_path / "clip.blend").read_bytes()[:7]
+    assert head == b"BLENDER" or head[:4] == b"\x28\xb5\x2f\xfd"  # a .blend, zstd-compressed by Blender 5.x
     take = livelink_csv.read(tmp_path / "clip.csv")
     assert len(take) == 23  # video frames 0..22, keyed every 2nd, one CSV row per frame
     ok = z["valid"]

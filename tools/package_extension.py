@@ -1,7 +1,9 @@
 """Build the installable Blender extension zip (called by `python build.py package`).
 
 The zip holds face_reconstruct_addon/*.py at its root plus blender_manifest.toml, which is what
-Blender 4.2+ expects of an extension. When the bpy module is installed, Blender's own extension
+Blender 4.2+ expects of an extension, and the backend's contract with the add-on (backend/contract.py and
+result.schema.json) under backend_contract/, where face_reconstruct_addon/shared.py looks for it first: an
+installed extension has no checkout around it. When the bpy module is installed, Blender's own extension
 tool (bl_pkg/cli/blender_ext.py) validates the result, so a manifest Blender would reject fails here.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 ADDON_DIR = REPO / "face_reconstruct_addon"
 MANIFEST = REPO / "blender_manifest.toml"
+CONTRACT_FILES = [REPO / "backend" / "contract.py", REPO / "backend" / "result.schema.json"]
 EXCLUDE_DIRS = {"__pycache__"}
 EXCLUDE_SUFFIXES = {".pyc", ".pyo", ".blend1"}
 
@@ -76,8 +79,10 @@ def package_extension(out_dir) -> Path:
     zip_path = out_dir / f"{manifest['id']}-{manifest['version']}.zip"
     tmp = zip_path.with_suffix(".zip.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, p in [("blender_manifest.toml", MANIFEST)] + [(p.relative_to(ADDON_DIR).as_posix(), p)
-                                                                 for p in addon_files()]:
+        entries = [("blender_manifest.toml", MANIFEST)] + [(p.relative_to(ADDON_DIR).as_posix(), p)
+                                                            for p in addon_files()]
+        entries += [(f"backend_contract/{p.name}", p) for p in CONTRACT_FILES]
+        for name, p in entries:
             # Fixed timestamps: the same sources give the same zip.
             info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
