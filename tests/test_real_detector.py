@@ -13,10 +13,10 @@ from tests.conftest import DATA
 
 @pytest.fixture(scope="module")
 def real_photo_views():
-    """Every same-person photo, detected once (19 photos of 5 people)."""
+    """Every real photo set of one person in tests/data, detected once (20 photos of 7 people; bench.real's set)."""
     from backend.pipeline import detect_views
 
-    sets = {k: v for k, v in real_sets().items() if k not in ("hrn", "mvfnet")}
+    sets = real_sets()
     return {person: [detect_views([p])[0][0] for p in photos] for person, photos in sets.items()}
 
 
@@ -45,7 +45,7 @@ def test_real_photos_no_antagonists_and_eyes_agree_with_mediapipe(model, real_ph
 
 def test_single_photos_of_one_person_are_closer_than_different_people(model, real_photo_views):
     """Identity consistency from single photos: face-region RMS between fits of the same person over that between
-    different people (issue target < 0.6; it was 0.86)."""
+    different people (issue target < 0.6; it was 0.86; bench.real measures 0.56 on these photos)."""
     from backend.pipeline import fit_views
     from bench.real import identity_ratio
 
@@ -75,17 +75,18 @@ def _rendered_views(model, seed, yaws, identity_seed=None):
     return out, truth
 
 
-def test_identity_check_keeps_a_yaw_series_and_flags_a_stranger(model):
-    """One rendered person at yaws -60, -50 and 0 (the frontal photo was flagged 'is it the same person?' before),
-    then the same three with a different rendered person added."""
+@pytest.mark.parametrize("seed,yaws", [(61, (-60, -50, 0)), (64, (-60, -45, 5))])
+def test_identity_check_keeps_a_yaw_series_of_one_face(model, seed, yaws):
+    """One rendered person at large yaw differences: the frontal photo was flagged 'is it the same person?' before
+    (tools/measure_identity_check.py: ratios 1.67 and 1.81 untempered). Strangers: tests/test_reliability.py
+    test_different_people_across_views_is_flagged."""
     from backend.fit import identity_check, landmark_spec
 
     spec = landmark_spec("mediapipe478", model)
-    own, _ = _rendered_views(model, 61, (-60, -50, 0))
+    own, _ = _rendered_views(model, seed, yaws)
+    s = identity_check.identity_scores(own, model, spec)
+    print(f"\nratios {np.round(s['ratio'], 2)}")
     assert identity_check.identity_warnings(own, model, spec) == []
-    stranger, _ = _rendered_views(model, 111, (10,), identity_seed=561)
-    flagged = identity_check.identity_warnings(own + stranger, model, spec)
-    assert len(flagged) == 1 and flagged[0].startswith("r111_+10:"), flagged
 
 
 def test_rendered_faces_eyes_at_rest_and_gaze_from_the_iris(model):

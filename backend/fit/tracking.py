@@ -38,6 +38,9 @@ LID_SHAPES = ("eyeBlinkLeft", "eyeBlinkRight", "eyeSquintLeft", "eyeSquintRight"
 # take the smoother's curve, which follows the motion around them.
 MAX_SMOOTH_GAP_S = 0.5
 CONFIDENCE_FLOOR = 0.3  # % of eye distance: residuals below this are noise-free for weighting purposes
+# per-frame LM iterations: the photo fit's extra ones (FitConfig.iterations) serve the focal's shallow valley, which a
+# frame with the focal fixed does not have
+FRAME_ITERATIONS = 10
 BATCH = 256  # frames per batched solve: bounds memory (about 1 MB of Jacobian per frame)
 
 
@@ -91,6 +94,8 @@ def fit_frames(model: FaceModel, spec: LandmarkSpec, identity, focal: float, poi
     N, L = points.shape[:2]
     cfg = dataclasses.replace(config or product_config(spec.format, 1), n_identity=1, fix_identity=True,
                               fix_focal=True, device=device)
+    if config is None:
+        cfg = dataclasses.replace(cfg, iterations=FRAME_ITERATIONS)
     ba = BundleAdjuster(personalised_model(model, identity), spec, cfg)
     expr, R, t = np.zeros((N, model.n_expression)), np.tile(np.eye(3), (N, 1, 1)), np.zeros((N, 3))
     idx = np.nonzero(valid)[0]
