@@ -2,14 +2,15 @@
 
 Blender 4.2+ extension (manifest: blender_manifest.toml, added at the zip root by
 tools/package_extension.py). The heavy lifting runs in the backend's own Python as a subprocess;
-this package only talks to it (client.py) and builds Blender data from its result (importer.py).
+this package only talks to it (client.py) and builds Blender data from its result (importer.py:
+io/ reads the bundle without bpy, scene/ builds the datablocks).
 All Blender-version differences live in compat.py.
 """
 from __future__ import annotations
 
 import bpy
 
-from . import jobs, operators, props, ui
+from . import client, jobs, operators, props, ui
 
 # Ignored by 4.2+ extensions (the manifest wins); lets the folder also work as a legacy add-on.
 bl_info = {
@@ -39,6 +40,7 @@ def register():
 
 def unregister():
     jobs.abort_active()
+    client.shutdown_warm()  # the warm backend ends with the add-on (and with Blender: client's atexit)
     if _stop_job_on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_stop_job_on_load)
     for m in reversed(_modules):

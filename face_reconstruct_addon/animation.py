@@ -274,7 +274,7 @@ def _driven_meshes(rig):
 
 
 @contextlib.contextmanager
-def baked_shape_keys(scene=None):
+def baked_shape_keys(scene=None, only_rig=None):
     """While inside: each animated FaceForge rig's driven shape-key values are keyed per frame on the
     meshes' Keys and those drivers are removed; everything is put back afterwards.
 
@@ -287,7 +287,8 @@ def baked_shape_keys(scene=None):
     scene = scene or bpy.context.scene
     undo = []
     try:
-        for rig in [o for o in scene.objects if o.type == "ARMATURE" and "faceforge_controls" in o]:
+        for rig in [o for o in scene.objects if o.type == "ARMATURE" and "faceforge_controls" in o
+                    and (only_rig is None or o == only_rig)]:
             ad = rig.animation_data
             frames_keyed = rig_key_frames(rig)
             if ad is None or ad.action is None or not frames_keyed:
@@ -332,11 +333,53 @@ def baked_shape_keys(scene=None):
                 add_shape_driver(key, shape, rig, props[0])
 
 
-def export_glb(filepath, scene=None, animations: bool = True) -> None:
-    """glTF binary of the scene: meshes with their ARKit-named morph targets, the skin, cameras and,
-    with `animations`, every action (rig head motion + baked shape-key weights)."""
-    if animations:
-        with baked_shape_keys(scene):
-            compat.export_glb(str(filepath), animations=True)
-    else:
-        compat.export_glb(str(filepath), animations=False)
+@contextlib.contextmanager
+def only_selected(rig, context=None):
+    """While inside: exactly the rig and its meshes are selected (the exporters' use_selection), the rig active;
+    the previous selection and active object come back afterwards."""
+    context = context or bpy.context
+    vl = context.view_layer
+    before = [o for o in vl.objects if o.select_get(view_layer=vl)]
+    active = vl.objects.active
+    try:
+        for o in before:
+            o.select_set(False, view_layer=vl)
+        for o in [rig] + [c for c in rig.children if c.type == "MESH"]:
+            o.select_set(True, view_layer=vl)
+        vl.objects.active = rig
+        yield
+    finally:
+        for o in vl.objects:
+            o.select_set(o in before, view_layer=vl)
+        vl.objects.active = active
+
+
+def export_glb(filepath, scene=None, animations: bool = True, rig=None, draco: bool = False,
+               sparse: bool = False) -> int:
+    """glTF binary of one head (`rig`: its armature and meshes, with their 52 ARKit-named morph targets and the
+    skin; None: the whole scene) and, with `animations`, its actions (head motion + baked shape-key weights).
+    Only one rig per file, so joint names are unique. Returns the file's size in bytes."""
+    scene = scene or bpy.context.scene
+    filepath = Path(filepath).absolute()
+    ctx = contextlib.nullcontext() if rig is None else only_selected(rig)
+    with ctx:
+        if animations:
+            with baked_shape_keys(scene, rig):
+                compat.export_glb(str(filepath), animations=True, selection=rig is not None, draco=draco,
+                                  sparse=sparse)
+        else:
+            compat.export_glb(str(filepath), animations=False, selection=rig is not None, draco=draco, sparse=sparse)
+    return filepath.stat().st_size
+
+
+def export_fbx(filepath, scene, rig, animations: bool = True) -> int:
+    """FBX of one head for Unreal / Unity (compat.export_fbx): the shape keys become blend shapes under their
+    ARKit names. Returns the file's size in bytes."""
+    filepath = Path(filepath).absolute()
+    with only_selected(rig):
+        if animations and rig.animation_data and rig.animation_data.action:
+            with baked_shape_keys(scene, rig):
+                compat.export_fbx(str(filepath), animations=True)
+        else:
+            compat.export_fbx(str(filepath), animations=False)
+    return filepath.stat().st_size
