@@ -111,7 +111,10 @@ def export_glb(filepath: str, animations: bool = False, selection: bool = False,
     if draco:
         wanted.update(export_draco_mesh_compression_level=6, export_draco_position_quantization=14)
     if animations:
-        wanted.update(export_morph_animation=True, export_animation_mode="ACTIONS", export_force_sampling=True,
+        # One head's own actions only ("ACTIONS" also takes every other action whose channels fit its bones,
+        # e.g. a second imported head's).
+        wanted.update(export_morph_animation=True,
+                      export_animation_mode="ACTIVE_ACTIONS" if selection else "ACTIONS", export_force_sampling=True,
                       export_merge_animation="ACTION", export_optimize_animation_size=False,
                       export_anim_slide_to_zero=True)
     kwargs = {k: v for k, v in wanted.items() if k in props}
