@@ -29,6 +29,19 @@ def addon_files() -> list[Path]:
     return out
 
 
+def backend_files() -> list[tuple[str, Path]]:
+    """The backend's source, weights and set-up (build.py, requirements) under backend_src/: what the add-on's
+    "Install backend" button needs to build the environment without a checkout."""
+    out = []
+    for top in ("backend", "weights"):
+        for p in sorted((REPO / top).rglob("*")):
+            if p.is_file() and not (EXCLUDE_DIRS & set(p.parts)) and p.suffix not in EXCLUDE_SUFFIXES:
+                out.append((f"backend_src/{p.relative_to(REPO).as_posix()}", p))
+    for name in ("build.py", "requirements.txt", "requirements-ray.txt"):
+        out.append((f"backend_src/{name}", REPO / name))
+    return out
+
+
 def blender_ext_tool() -> tuple[str, Path] | None:
     """(python, blender_ext.py) from this interpreter's bpy, else from the repo's .venv (build.py may run
     under a system Python without bpy)."""
@@ -77,7 +90,7 @@ def package_extension(out_dir) -> Path:
     tmp = zip_path.with_suffix(".zip.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, p in [("blender_manifest.toml", MANIFEST)] + [(p.relative_to(ADDON_DIR).as_posix(), p)
-                                                                 for p in addon_files()]:
+                                                                 for p in addon_files()] + backend_files():
             # Fixed timestamps: the same sources give the same zip.
             info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
