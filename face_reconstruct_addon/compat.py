@@ -153,6 +153,12 @@ def extension_user_dir(package: str, sub: str) -> str | None:
         return None
 
 
+def online_access() -> bool:
+    """Whether Blender allows add-ons to use the internet (`bpy.app.online_access`, 4.2+: Preferences > System >
+    Network > Allow Online Access, or --online-mode / --offline-mode). Extensions must check it before connecting."""
+    return bool(getattr(bpy.app, "online_access", True))
+
+
 def addon_preferences(context, package: str):
     """The add-on's preferences, or None when the add-on was registered without addon_utils
     (e.g. `register()` called directly from a script)."""

@@ -324,7 +324,13 @@ class FACEFORGE_OT_install_backend(bpy.types.Operator):
         python, root = resolve_backend(context)
         prefs = compat.addon_preferences(context, ADDON_ID)
         inst = installer.Install(root, backend_paths.venv_of(python))
-        inst.start()
+        if compat.online_access():
+            inst.start()
+        else:
+            # The set-up downloads torch, MediaPipe, ... from PyPI: Blender's rule for extensions is to ask first.
+            inst.state, inst.error = "error", (
+                f"{inst.venv_dir}: not installed: online access is off (Preferences > System > Network > Allow "
+                "Online Access); the set-up downloads its packages from PyPI")
         if prefs is not None:
             prefs.install_running, prefs.install_progress = inst.state == "running", 0.0
             prefs.install_status = f"Installing into {inst.venv_dir}"
