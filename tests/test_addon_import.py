@@ -525,3 +525,54 @@ def test_eyes_read_as_eyes_in_cycles(bpy_clean, tmp_path):
     alpha = np.array(tex.image.pixels[:]).reshape(h, w, 4)[..., 3]
     assert alpha[h // 2:].mean() == pytest.approx(materials.LASH_COVER, abs=0.05)
     assert alpha[:h // 2].mean() < 0.5 * alpha[h // 2:].mean()
+
+
+def _shape_deltas(obj, name: str) -> np.ndarray:
+    kb = obj.data.shape_keys.key_blocks
+    base = np.zeros(len(obj.data.vertices) * 3, np.float32)
+    co = np.zeros_like(base)
+    kb[0].data.foreach_get("co", base)
+    kb[name].data.foreach_get("co", co)
+    return (co - base).reshape(-1, 3)
+
+
+def test_fbx_export_reimports(bpy_clean, bundle, tmp_path):
+    """One head through Blender's FBX exporter (the Export Head as FBX button), read back by Blender's FBX importer
+    into an empty scene: the same objects and vertex counts, the 52 ARKit blend shapes by name with the same
+    deltas, one armature with the six bones, each mesh skinned to it with the same vertex groups."""
+    bpy = bpy_clean
+    from face_reconstruct_addon import importer
+    from face_reconstruct_addon.io.arkit import ARKIT_52
+
+    a = importer.import_bundle(bundle)
+    importer.import_bundle(bundle)  # a second head in the scene: not exported with the first
+    path = tmp_path / "head.fbx"
+    assert bpy.ops.faceforge.export_fbx(filepath=str(path), rig=a["rig"].name) == {"FINISHED"}
+    before = {o.name: o for o in a["objects"].values()}
+    want = {name: {"n": len(o.data.vertices), "groups": sorted(o.vertex_groups.keys()),
+                   "keys": [k.name for k in o.data.shape_keys.key_blocks][1:] if o.data.shape_keys else [],
+                   "jaw": _shape_deltas(o, "jawOpen") if o.data.shape_keys and "jawOpen" in o.data.shape_keys.key_blocks
+                   else None}
+            for name, o in before.items()}
+    bones = sorted(b.name for b in a["rig"].data.bones)
+    head_name = a["head"].name
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    assert bpy.ops.import_scene.fbx(filepath=str(path)) == {"FINISHED"}
+    arms = [o for o in bpy.context.scene.objects if o.type == "ARMATURE"]
+    meshes = {o.name: o for o in bpy.context.scene.objects if o.type == "MESH"}
+    assert len(arms) == 1 and sorted(b.name for b in arms[0].data.bones) == bones
+    assert bones == sorted(["root", "neck", "head", "jaw", "eye.L", "eye.R"])
+    assert sorted(meshes) == sorted(want)  # the one head's 8 objects, none of the second head's
+    for name, o in meshes.items():
+        w = want[name]
+        assert len(o.data.vertices) == w["n"], name
+        assert sorted(o.vertex_groups.keys()) == w["groups"], name
+        mods = [m for m in o.modifiers if m.type == "ARMATURE"]
+        assert len(mods) == 1 and mods[0].object == arms[0], name
+        got = [k.name for k in o.data.shape_keys.key_blocks][1:] if o.data.shape_keys else []
+        assert sorted(got) == sorted(w["keys"]), name
+        if w["jaw"] is not None:
+            # The FBX importer reads the blend shapes back in the scene's metres (unit scale applied).
+            np.testing.assert_allclose(_shape_deltas(o, "jawOpen"), w["jaw"], atol=2e-5)
+    assert [k.name for k in meshes[head_name].data.shape_keys.key_blocks][1:] == ARKIT_52  # names and order
