@@ -75,6 +75,27 @@ def test_paths_stay_inside_the_bundle(bundle, tmp_path, field, value):
     assert str(b / "result.json") in str(ei.value) and "\n" not in str(ei.value)
 
 
+def test_symlink_and_animation_file_stay_inside_the_bundle(bundle, tmp_path):
+    """A symlink inside the bundle that leads out is refused like a "../" name, and animation.file (read only for
+    video results) is held to the same rule."""
+    from face_reconstruct_addon.io.bundle import BundleError, load_animation, read_bundle
+
+    b = tmp_path / "b"
+    shutil.copytree(bundle, b)
+    (tmp_path / "outside.png").write_bytes((b / "albedo.png").read_bytes())
+    (b / "albedo_link.png").symlink_to(tmp_path / "outside.png")
+    doc = result_json(b)
+    doc["files"]["albedo"] = "albedo_link.png"
+    (b / "result.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=r"files.albedo: 'albedo_link.png' points outside the bundle"):
+        read_bundle(b)
+    doc["files"]["albedo"] = "albedo.png"
+    doc["animation"] = {"file": "../animation.npz", "fps": 30.0}
+    (b / "result.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=r"animation.file: '../animation.npz' points outside the bundle"):
+        load_animation(read_bundle(b))
+
+
 def test_null_image_view_reads(bundle, tmp_path):
     from face_reconstruct_addon.io.bundle import read_bundle
 
