@@ -44,7 +44,8 @@ def parse(argv):
     ap.add_argument("--glb", "--export-glb", dest="glb",
                     help="also export a binary glTF: ARKit-named morph targets, skin and the animation")
     ap.add_argument("--glb-compression", choices=["none", "sparse", "draco"], default="sparse",
-                    help="morph targets in the .glb: dense, sparse accessors (default) or Draco-compressed")
+                    help="the .glb's meshes: morph targets dense, sparse accessors (default), or sparse with the "
+                         "base meshes Draco-compressed (Blender's Draco encoder leaves morph targets out)")
     ap.add_argument("--export-fbx", help="also export the head as FBX (Unreal / Unity): ARKit-named blend shapes")
     ap.add_argument("--export-csv", help="also write the expression animation as a Live Link Face CSV")
     ap.add_argument("--view", default="", help="the view camera the saved scene looks through (name or index; "
@@ -135,7 +136,7 @@ def run(args) -> None:
             try:
                 size = animation.export_glb(glb, bpy.context.scene, rig=imported["rig"],
                                             draco=args.glb_compression == "draco",
-                                            sparse=args.glb_compression == "sparse")
+                                            sparse=args.glb_compression in ("sparse", "draco"))
             except RuntimeError as e:
                 raise RunError(f"{glb}: glTF export failed ({str(e).strip().splitlines()[-1]})", "output") from e
             print(f"saved {glb} ({size / 1e6:.1f} MB)", file=sys.stderr)

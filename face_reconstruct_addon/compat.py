@@ -98,8 +98,8 @@ def draw_progress(layout, factor: float, text: str) -> None:
 def export_glb(filepath: str, animations: bool = False, selection: bool = False, draco: bool = False,
                sparse: bool = False) -> None:
     """glTF binary with shape keys and skin (and, with `animations`, every action, sampled per frame and
-    merged by action); `selection`: the selected objects only; `draco`: Draco-compressed meshes (morph targets
-    included); `sparse`: morph targets written as sparse accessors where that is smaller. Option names in
+    merged by action); `selection`: the selected objects only; `draco`: Draco-compressed base meshes (the
+    exporter's encoder leaves morph targets out: they stay plain accessors, so combine with `sparse`); `sparse`: morph targets written as sparse accessors where that is smaller. Option names in
     io_scene_gltf2 churn between releases, so only the ones this build knows are passed; drivers are not
     exported as such (animation.baked_shape_keys)."""
     props = bpy.ops.export_scene.gltf.get_rna_type().properties.keys()

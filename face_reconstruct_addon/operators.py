@@ -549,8 +549,9 @@ class FACEFORGE_OT_export_glb(bpy.types.Operator, ExportHelper):
     compression: EnumProperty(name="Morph Targets", default="SPARSE",
                               items=[("NONE", "Dense", "Every morph target stores every vertex"),
                                      ("SPARSE", "Sparse", "Morph targets store only the vertices they move"),
-                                     ("DRACO", "Draco", "Draco-compressed meshes and morph targets (needs a Draco "
-                                                        "decoder in the viewer)")])
+                                     ("DRACO", "Draco", "Sparse morph targets and Draco-compressed base meshes "
+                                                        "(Blender's Draco encoder leaves morph targets out; needs a "
+                                                        "Draco decoder in the viewer)")])
     rig: StringProperty(default="", options={"HIDDEN"})
 
     def execute(self, context):
@@ -561,7 +562,8 @@ class FACEFORGE_OT_export_glb(bpy.types.Operator, ExportHelper):
         path = Path(bpy.path.abspath(self.filepath)).absolute()
         try:
             size = animation.export_glb(path, context.scene, animations=self.animations, rig=rig,
-                                        draco=self.compression == "DRACO", sparse=self.compression == "SPARSE")
+                                        draco=self.compression == "DRACO",
+                                        sparse=self.compression in ("SPARSE", "DRACO"))
         except (RuntimeError, OSError) as e:
             self.report({"ERROR"}, f"{path}: glTF export failed: {str(e).strip().splitlines()[-1]}")
             return {"CANCELLED"}
