@@ -66,8 +66,19 @@ def parse(argv):
     return ap.parse_args(argv)
 
 
+def _shared():
+    """face_reconstruct_addon/shared.py by path: importing the package would import bpy, which this
+    script loads only after its arguments are checked."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("faceforge_run_shared", REPO / "face_reconstruct_addon" / "shared.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def expand_images(items) -> list[str]:
-    exts = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+    exts = _shared().contract.IMAGE_EXTENSIONS  # the backend's own set, HEIC included
     out = []
     for it in items:
         p = Path(it).expanduser().resolve()
@@ -109,6 +120,7 @@ def run(args) -> None:
         sys.path.insert(0, str(REPO))
     import face_reconstruct_addon as addon
     from face_reconstruct_addon import animation, importer, jobs
+    from face_reconstruct_addon.shared import check_bundle, contract
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     if not hasattr(bpy.types.Scene, "faceforge"):
@@ -116,8 +128,9 @@ def run(args) -> None:
     try:
         if from_bundle is not None:
             try:
+                check_bundle(from_bundle)
                 imported = importer.import_bundle(from_bundle, pack_textures=not args.link_textures)
-            except importer.BundleError as e:
+            except (importer.BundleError, contract.ResultSchemaError) as e:
                 raise RunError(str(e), "bad_input") from e
         else:
             imported = _reconstruct(args, images, bpy, jobs)
@@ -183,6 +196,7 @@ def _choose_view(imported: dict, view: str, bpy) -> None:
 def _transfer(source: Path, imported: dict, bpy) -> None:
     """Key another result's animation (or first view) or a Live Link Face CSV onto the imported head."""
     from face_reconstruct_addon import importer, transfer
+    from face_reconstruct_addon.shared import check_bundle, contract
 
     scene = bpy.context.scene
     try:
@@ -190,8 +204,9 @@ def _transfer(source: Path, imported: dict, bpy) -> None:
             src = transfer.source_from_csv(source, scene)
         else:
             try:
+                check_bundle(source)
                 other = importer.import_bundle(source, apply_view_index=None)
-            except importer.BundleError as e:
+            except (importer.BundleError, contract.ResultSchemaError) as e:
                 raise RunError(str(e), "bad_input") from e
             mode = transfer.ACTION_MODE if other.get("animation") else transfer.VIEW_MODE
             src = transfer.source_from_head(other["rig"], mode, 0, scene)

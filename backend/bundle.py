@@ -1,6 +1,7 @@
 """The result bundle: the contract between the backend and the Blender importer.
 
-A bundle is a folder holding `result.json` (schema in docs/result-bundle.md),
+A bundle is a folder holding `result.json` (docs/result-bundle.md; checked against result.schema.json
+before it is written),
 `head.obj`, `blendshapes.npz`, optional `albedo.png` / `normal.png`, and
 `images/` with a copy of each input photo (so camera backgrounds survive the
 originals moving). It is written into a temporary sibling folder and renamed
@@ -21,14 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .contract import SCHEMA, SCHEMA_VERSION, ResultSchemaError, check_result
 from .errors import OutputError
 from .face_model import PARTS, FaceModel
-from .output_dir import (BUNDLE_SCHEMA, foreign_folder_message, output_lock, output_problem, read_bundle_doc, recover,
-                         sweep_leftovers, user_entries)
+from .output_dir import (foreign_folder_message, output_lock, output_problem, read_bundle_doc, recover, sweep_leftovers,
+                         user_entries)
 
-
-SCHEMA = BUNDLE_SCHEMA
-SCHEMA_VERSION = 1
 AXES = "model space: centimetres, +Y up, +Z out of the face, subject's left at +X"
 CAMERA_CONVENTION = ("OpenCV: x_cam = R @ X_model + t (X_model in cm); u = fx*x/z + cx, v = fy*y/z + cy; "
                      "pixel (0,0) is the centre of the top-left pixel; camera looks down +Z, image y down")
@@ -102,6 +101,9 @@ def write_bundle(output: str | Path, result: dict, model: FaceModel, identity: n
             "written_files": sorted({"result.json"} | {p.relative_to(tmp).as_posix() for p in tmp.rglob("*")
                                                        if not p.is_dir()}),
         }
+        # a field the schema (and so docs/result-bundle.md) does not describe, or one of the wrong shape, is a
+        # bug here: it fails this run before anything is in place, not a reader later
+        check_result(doc, tmp / "result.json")
         (tmp / "result.json").write_text(json.dumps(doc, indent=1))
         _replace_dir(tmp, output, overwrite)
     except OSError as e:
@@ -222,6 +224,7 @@ def update_result(output: str | Path, changes: dict) -> bool:
             p = output / "result.json"
             doc = json.loads(p.read_text())
             doc.update(changes)
+            check_result(doc, p)
             tmp = p.with_name(f".result.json.tmp-{os.getpid()}")
             try:
                 tmp.write_text(json.dumps(doc, indent=1))
@@ -230,6 +233,8 @@ def update_result(output: str | Path, changes: dict) -> bool:
                 tmp.unlink(missing_ok=True)
                 raise
             return True
+    except ResultSchemaError:
+        raise
     except (OSError, ValueError):
         return False
 
@@ -248,8 +253,5 @@ def read_result(bundle: str | Path) -> dict:
     if not (bundle / "result.json").exists() and bundle.parent.is_dir():
         recover(bundle)  # a writer killed mid-swap: put the earlier bundle back rather than fail
     doc = json.loads((bundle / "result.json").read_text())
-    if doc.get("schema") != SCHEMA:
-        raise ValueError(f"{bundle}: not a FaceForge result bundle")
-    if doc.get("schema_version", 0) > SCHEMA_VERSION:
-        raise ValueError(f"{bundle}: bundle schema {doc['schema_version']} is newer than this reader")
+    check_result(doc, bundle / "result.json", strict=False)  # ResultSchemaError is a ValueError
     return doc

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import paths
+from .contract import ARKIT_52, EYE_LOOK_RANGE_DEG
 from .errors import SetupError
 
 # Vertex ranges [start, stop) of the model's parts (ICT_README.md).
@@ -44,25 +45,9 @@ FACE_VERTICES = PARTS["face"]  # the region accuracy is measured on
 JAWLINE_RIGHT = [1280, 1278, 1275, 1272, 1248, 12, 820, 1834, 1902, 243, 844, 781, 1673, 2199, 801, 1447, 800]
 JAWLINE_LEFT = [3041, 3661, 3042, 4390, 3880, 3022, 3085, 2484, 4102, 4036, 3061, 2253, 3466, 3490, 3493, 3496, 3498]
 
-# ICT splits two ARKit shapes into halves; ARKit has tongueOut, ICT does not.
-ARKIT_52 = [
-    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
-    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight",
-    "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft",
-    "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight",
-    "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose",
-    "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
-    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight",
-    "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
-    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
-    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
-]
-
-
-# Eye rotation at weight 1 of the eyeLook* shapes (ARKit gives no figure). ICT's eyeLook shapes carry the lids
-# along with the gaze; their lid travel matches a cornea turned this far (eyeLookDown drops the upper lid 6.7 mm,
-# eyeLookIn/Out shift the lids 2 mm), and MediaPipe's own eyeLook scores on rendered gazes agree (bench/real.py).
-EYE_LOOK_RANGE_DEG = {"horizontal": 30.0, "up": 25.0, "down": 30.0}
+# ICT splits two ARKit shapes into halves; ARKit has tongueOut, ICT does not. The names and the gaze range of the
+# eyeLook* shapes are shared with the add-on (backend/contract.py).
+ARKIT_52 = list(ARKIT_52)
 
 
 def eye_look_weights(names: list[str], yaw_deg: float, pitch_deg: float) -> np.ndarray:
@@ -90,6 +75,21 @@ ANTAGONISTS = [("eyeWideLeft", "eyeBlinkLeft"), ("eyeWideRight", "eyeBlinkRight"
                ("browDownLeft", "browOuterUpLeft"), ("browDownRight", "browOuterUpRight"),
                ("eyeLookInLeft", "eyeLookOutLeft"), ("eyeLookInRight", "eyeLookOutRight"),
                ("eyeLookUpLeft", "eyeLookDownLeft"), ("eyeLookUpRight", "eyeLookDownRight")]
+
+
+def resolve_antagonists(weights: np.ndarray, names: list[str]) -> np.ndarray:
+    """Weights (..., E) with no antagonist pair on together: each pair keeps its net (the larger minus the
+    smaller, on the larger). The fitter's antagonist penalty keeps most fits apart already; this makes it a
+    guarantee for consumers that treat the pairs as exclusive (ARKit rigs, retargeting), at the cost of the small
+    part of a lid or gaze pose that only the two together could explain. The pairs move opposite ways, so the
+    net keeps the motion they agree on."""
+    out = np.array(weights, np.float64, copy=True)
+    for a, b in ANTAGONISTS:
+        if a in names and b in names:
+            i, j = names.index(a), names.index(b)
+            net = out[..., i] - out[..., j]
+            out[..., i], out[..., j] = np.maximum(net, 0.0), np.maximum(-net, 0.0)
+    return out
 
 
 def ict_to_arkit_name(name: str) -> str:
@@ -232,6 +232,9 @@ def load_face_model(path: str | Path | None = None) -> FaceModel:
             uv=d["uv"].astype(np.float32),
             polygon_uvs=d["polygon_uvs"].astype(np.int64),
             landmarks_ibug68=d["landmarks_ibug68"].astype(np.int64),
+            # result.json's model.sha256: which model file a bundle's identity coefficients belong to
+            # (22 MB: 30 ms once per process, load_face_model is cached)
+            sha256=_sha256(path),
         )
     except Exception as e:  # zip/pickle errors from a damaged file
         raise SetupError(f"face model file is corrupt ({e.__class__.__name__}: {e})", path) from e

@@ -32,7 +32,7 @@ def verify_weights() -> dict[str, str]:
 
 def check() -> dict:
     pkgs = {}
-    for name in ("numpy", "scipy", "torch", "cv2", "mediapipe", "PIL", "trimesh"):
+    for name in ("numpy", "scipy", "torch", "cv2", "mediapipe", "PIL"):  # runtime only (requirements.txt)
         try:
             m = importlib.import_module(name)
             pkgs[name] = getattr(m, "__version__", "ok")

@@ -21,11 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
+from .contract import HEIF_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: F401 - one set, shared with the add-on
 from .errors import InputError
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".heif"}
-VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
-HEIF_EXTENSIONS = {".heic", ".heif"}
 MIN_SIDE = 32  # below this no detector finds a face, and the texture would be mush
 
 # A cut-off download must not turn into a photo with a grey band baked into the

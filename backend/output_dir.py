@@ -1,8 +1,9 @@
 """Who may write a result-bundle folder, and cleaning up after writers that died.
 
 Standard library only: the Blender add-on (whose Python has no numpy or torch) loads this file from
-the backend folder by path (backend_paths.load_backend_module), so the lock protocol and the
-crash recovery exist once for both sides of the process boundary.
+the backend folder by path (face_reconstruct_addon/shared.py, as a module of a bare package so that the import
+of its sibling contract.py works), so the lock protocol and the crash recovery exist once for both sides of the
+process boundary.
 """
 from __future__ import annotations
 
@@ -13,6 +14,16 @@ import posixpath
 import re
 import shutil
 from pathlib import Path
+
+try:
+    from .contract import SCHEMA
+except ImportError:  # loaded by path as a lone module (add-ons from before contract.py): its sibling, by path
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location("faceforge_contract", Path(__file__).with_name("contract.py"))
+    _contract = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_contract)
+    SCHEMA = _contract.SCHEMA
 
 try:
     import fcntl
@@ -137,7 +148,6 @@ def recover(output: str | Path) -> bool:
     return (output / "result.json").is_file()
 
 
-BUNDLE_SCHEMA = "faceforge.result"  # result.json's "schema": what makes a folder a FaceForge bundle
 # What every bundle holds; `files`, `views[].image` and `animation.file` in result.json name the rest. Bundles
 # since written_files (result.json) list every file themselves; these names cover the bundles made before.
 _ALWAYS_WRITTEN = ("result.json", "head.obj", "head.mtl", "blendshapes.npz")
@@ -155,7 +165,7 @@ def read_bundle_doc(folder: Path) -> dict | None:
             doc = json.loads(f.read(64 << 20))
     except (OSError, ValueError):
         return None
-    return doc if isinstance(doc, dict) and doc.get("schema") == BUNDLE_SCHEMA else None
+    return doc if isinstance(doc, dict) and doc.get("schema") == SCHEMA else None
 
 
 def is_foreign_folder(output: Path) -> bool:

@@ -14,7 +14,8 @@ Client -> server (stdin):
   {"id": 3, "cmd": "ping"}
   {"cmd": "shutdown"}               also implied by closing stdin
 Server -> client (stdout):
-  {"event": "ready", "protocol": 1, "backend_version", "pid"}
+  {"event": "ready", "protocol": contract.PROTOCOL, "backend_version", "pid"}
+                                    the client refuses a server whose protocol is not its own
   {"event": "progress", "id", "stage", "fraction", "message"}
   {"event": "result", "id", "output": bundle dir, "subject", "n_views", "warnings", "timings_s"}
   {"event": "error", "id", "code", "message", "path"}     message is one line, naming the file
@@ -35,9 +36,9 @@ import threading
 import traceback
 
 from . import __version__, paths
+from .contract import PROTOCOL
 from .errors import FaceForgeError
 
-PROTOCOL = 1
 RECONSTRUCT_OPTIONS = {"landmarks", "landmarks_file", "device", "texture_size", "texture", "texture_hair", "subject",
                        "face_index", "frame_step", "max_frames", "smoothing"}
 

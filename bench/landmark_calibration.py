@@ -297,3 +297,51 @@ def tune_blendshape_sigma(model: FaceModel, spec, scenes, config, rounds: int = 
         if progress is not None:
             progress(r + 1, rounds, float(eo.sum() / len(items) / len(names)), float(em.sum() / len(items) / len(names)))
     return sig
+
+
+# Shapes whose under-response is the detector's, not the fit's: MediaPipe's lid points stop short of a closed
+# eye (rendered blinks fit at 0.44 of their weight; a real clip's blinks at about half of MediaPipe's own score).
+# Other shapes fit low for other reasons too (the priors, confusions between shapes) that a gain would turn
+# into false activations, so they keep gain 1.
+GAIN_SHAPES = (("eyeBlinkLeft", "eyeBlinkRight"),)
+
+
+def tune_expression_gain(model: FaceModel, spec, scenes, config, shapes=GAIN_SHAPES, rounds: int = 3,
+                         active: float = 0.3, limits=(0.4, 1.6), progress=None) -> np.ndarray:
+    """Per shape group (left and right share one), how far MediaPipe moves its points relative to the model's
+    surface (the response gain spec.response_basis uses): fit rendered photos of known expression with the
+    product's settings, take the slope of fitted on true weight over the photos where the shape is active, and
+    scale the gain by it until the slope is 1."""
+    from backend.face_model import arkit_to_shape_names
+    from backend.fit import BundleAdjuster
+    from backend.fit.spec import response_basis
+
+    names = model.expression_names
+    items = []
+    for s in scenes:
+        for p in s.detected:
+            scores = None if not p.blendshapes else np.array(list(arkit_to_shape_names(p.blendshapes, names).values()))
+            items.append((p, scores))
+    truth = np.array([p.expression for p, _ in items])
+    groups = [[names.index(n) for n in g] for g in shapes]
+    gain = np.ones(len(names))
+    for r in range(rounds):
+        spec.response_basis = response_basis(model, spec, gain)
+        ba = BundleAdjuster(model, spec, config)
+        fitted = []
+        for p, scores in items:
+            pri = None if scores is None else {"expression": scores[None, None]}
+            res = ba.fit_multistart(p.points[None, None], np.ones((1, 1, len(spec.valid))),
+                                    np.array([[p.size]], np.float64), init=pri, priors=pri)
+            fitted.append(res.expression[0, 0])
+        fitted = np.array(fitted)
+        slopes = []
+        for g in groups:
+            use = truth[:, g] > active
+            slope = float((fitted[:, g] * truth[:, g])[use].sum() / max((truth[:, g] ** 2)[use].sum(), 1e-9))
+            gain[g] = np.clip(gain[g] * slope, *limits)
+            slopes.append(round(slope, 3))
+        if progress is not None:
+            progress(r + 1, rounds, dict(zip([g[0] for g in shapes], slopes)), int(use.sum()))
+    spec.response_basis = None
+    return gain

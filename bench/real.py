@@ -88,7 +88,11 @@ def evaluate_scene(model, scene, fit, rng) -> dict | None:
     ours, mp, truth = np.array(ours), np.array(mp), np.array(truth)
     eye = [ARKIT_52.index(n) for n in EYE6]
     zero_eye = truth[:, eye] < 1e-6
-    return dict(pv_median=float(np.median(pv)), now_median=float(np.median(now)), rot_deg=float(np.mean(rot)),
+    from backend.pipeline import shape_confidence
+
+    expected = shape_confidence(model, res).get("median", float("nan"))
+    return dict(pv_median=float(np.median(pv)), now_median=float(np.median(now)), expected_mm=expected,
+                rot_deg=float(np.mean(rot)),
                 focal_pct=float(np.median(np.abs(foc)) * 100), expr_mae=float(np.abs(ours - truth).mean()),
                 eye_mae=float(np.abs(ours - truth)[:, eye].mean()),
                 eye_zero_mean=float(ours[:, eye][zero_eye].mean()) if zero_eye.any() else float("nan"),
@@ -133,27 +137,30 @@ def section_rendered(lines, model, n_subjects, view_counts, results, fit=product
               "24-85 mm lenses at 0.5-2 m, faces 60-260 px between the eye corners, yaw spread up to +-70 deg, a fresh "
               "expression (none in 30 %), gaze, light and background per photo", "",
               "Shape: face region after similarity alignment (median per-vertex, mm) and NoW-style scan-to-mesh after a "
-              "7-landmark rigid alignment. Expression: MAE over the 52 ARKit shapes, and over the 6 eye shapes "
+              "7-landmark rigid alignment; 'expected' = the shape_uncertainty_mm median result.json reports. "
+              "Expression: MAE over the 52 ARKit shapes, and over the 6 eye shapes "
               "(blink/squint/wide L/R); 'eye at 0' = mean fitted weight of the eye shapes whose truth is 0. Medians "
               "over subjects (MAE: means). 'MediaPipe' rows: MediaPipe's own blendshape classifier on the same photos.",
-              "", "| photos | shape mm | NoW mm | rotation deg | focal % | expr MAE | eye MAE | eye at 0 | "
-              "antagonist pairs > 0.3 | detected |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "", "| photos | shape mm | expected mm | NoW mm | rotation deg | focal % | expr MAE | eye MAE | eye at 0 | "
+              "antagonist pairs > 0.3 | detected |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     rng = np.random.default_rng(0)
     for nv in view_counts:
         t0 = time.perf_counter()
         scenes = gt_scenes.scenes(model, range(BENCH_SEED + 1000 * nv, BENCH_SEED + 1000 * nv + n_subjects), nv)
         rows = [r for r in (evaluate_scene(model, s, fit, rng) for s in scenes) if r is not None]
-        m = {k: float(np.nanmedian([r[k] for r in rows])) for k in ("pv_median", "now_median", "rot_deg", "focal_pct")}
+        m = {k: float(np.nanmedian([r[k] for r in rows])) for k in ("pv_median", "now_median", "rot_deg", "focal_pct",
+                                                                      "expected_mm")}
         m.update({k: float(np.nanmean([r[k] for r in rows])) for k in
                   ("expr_mae", "eye_mae", "eye_zero_mean", "mp_expr_mae", "mp_eye_mae", "mp_eye_zero_mean")})
         m["antagonists"] = int(sum(r["antagonists"] for r in rows))
         m["detected"] = f"{sum(r['detected'] for r in rows)}/{sum(r['photos'] for r in rows)}"
         m["seconds"] = time.perf_counter() - t0
         results[f"rendered_{nv}"] = m
-        lines.append(f"| {nv} | {m['pv_median']:.3f} | {m['now_median']:.3f} | {m['rot_deg']:.2f} | {m['focal_pct']:.1f} | "
+        lines.append(f"| {nv} | {m['pv_median']:.3f} | {m['expected_mm']:.2f} | {m['now_median']:.3f} | "
+                     f"{m['rot_deg']:.2f} | {m['focal_pct']:.1f} | "
                      f"{m['expr_mae']:.3f} | {m['eye_mae']:.3f} | {m['eye_zero_mean']:.3f} | {m['antagonists']} | "
                      f"{m['detected']} |")
-        lines.append(f"| {nv}, MediaPipe | | | | | {m['mp_expr_mae']:.3f} | {m['mp_eye_mae']:.3f} | "
+        lines.append(f"| {nv}, MediaPipe | | | | | | {m['mp_expr_mae']:.3f} | {m['mp_eye_mae']:.3f} | "
                      f"{m['mp_eye_zero_mean']:.3f} | | |")
         print(lines[-2], flush=True)
     lines.append("")

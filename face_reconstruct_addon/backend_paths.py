@@ -8,12 +8,11 @@ extension's user folder). Every path returned is absolute.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 from .client import default_python
+from .shared import load_module
 
 ADDON_DIR = Path(__file__).resolve().parent
 SHIPPED_ROOT = ADDON_DIR / "backend_src"  # tools/package_extension.py puts backend/, weights/, build.py here
@@ -78,25 +77,6 @@ def bpy_abspath(p: str) -> str:
 
 
 def load_backend_module(name: str, root: str | Path):
-    """A standard-library-only module of the backend (e.g. "output_dir"), loaded from `root` by path.
-
-    Blender's Python cannot import the backend package (its __init__ chain wants numpy and torch), but
-    the few stdlib-only modules that define what both sides of the process boundary must agree on
-    (the output-folder lock and crash recovery) are loaded from the backend itself rather than copied.
-    Returns None when `root` has no such module (a backend older than the add-on).
-    """
-    path = Path(root) / "backend" / f"{name}.py"
-    key = f"faceforge_backend_{name}_{abs(hash(str(path.resolve())))}"
-    if key in sys.modules:
-        return sys.modules[key]
-    if not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location(key, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[key] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception:
-        del sys.modules[key]
-        raise
-    return module
+    """A standard-library-only module of the backend in `root` (e.g. "output_dir", "contract"), loaded by path
+    (shared.load_module); None when `root` has no such module (a backend older than the add-on)."""
+    return load_module(Path(root) / "backend", name)

@@ -19,7 +19,9 @@ import time
 from collections import deque
 from pathlib import Path
 
-PROTOCOL = 1
+from .shared import contract
+
+PROTOCOL = contract.PROTOCOL  # what this add-on speaks; the backend announces its own in `ready`
 # Lines on the backend's stderr that are never the reason it failed (native library chatter).
 _STDERR_NOISE = ("W0000", "I0000", "INFO: Created TensorFlow", "WARNING: Logging before InitGoogle",
                  "WARNING: All log messages before absl")
@@ -34,29 +36,31 @@ class BackendError(Exception):
 
 
 def server_command(python: str, root: str) -> list[str]:
-    # `-m backend serve` is the documented entry; `-m backend.server` also works and is used when a
-    # checkout's backend/__main__.py predates the `serve` subcommand.
-    if (Path(root) / "backend" / "__main__.py").is_file() and _main_has_serve(Path(root)):
+    """`-m backend serve`, the documented entry, where the backend folder declares it (its contract.py's
+    CAPABILITIES); a backend older than contract.py is started as `-m backend.server`, which all have."""
+    from .backend_paths import load_backend_module  # backend_paths imports this module
+
+    theirs = load_backend_module("contract", root)
+    if theirs is not None and "serve" in getattr(theirs, "CAPABILITIES", ()):
         return [python, "-u", "-m", "backend", "serve"]
     return [python, "-u", "-m", "backend.server"]
 
 
-def _main_has_serve(root: Path) -> bool:
-    try:
-        return "serve" in (root / "backend" / "__main__.py").read_text()
-    except OSError:
-        return False
-
-
 def backend_env(root: str) -> dict:
-    env = dict(os.environ)
     # Blender's embedded Python exports PYTHONHOME/PYTHONPATH for itself; the backend's interpreter
     # must not inherit them or it would load Blender's stdlib.
-    for k in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONNOUSERSITE"):
-        env.pop(k, None)
-    env["PYTHONPATH"] = str(root)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return contract.backend_env(root)
+
+
+def protocol_problem(ready: dict, root: str) -> str | None:
+    """Why the client cannot talk to the server that sent this `ready` event (one line), or None."""
+    theirs = ready.get("protocol")
+    if theirs == PROTOCOL:
+        return None
+    version = ready.get("backend_version") or "unknown"
+    said = "announces no protocol version" if theirs is None else f"speaks protocol {theirs!r}"
+    return (f"{root}: the backend (version {version}) {said}, this add-on speaks protocol {PROTOCOL}: "
+            "install the add-on and the backend from the same FaceForge version")
 
 
 class BackendClient:
@@ -285,6 +289,10 @@ class ReconstructJob:
     def _handle(self, ev: dict) -> None:
         kind = ev.get("event")
         if kind == "ready":
+            problem = protocol_problem(ev, self.client.root)
+            if problem is not None:  # its later messages may mean something else: nothing more is read
+                self._finish("error", error=problem, code="setup")
+                return
             self.ready = True
         elif kind == "progress" and ev.get("id") in (None, self.request_id):
             self.stage = str(ev.get("stage", self.stage))
@@ -462,6 +470,8 @@ def check_backend(python: str, root: str, timeout: float = 60.0) -> dict:
             ev = client.wait_event(0.2)
             if ev is None:
                 continue
+            if ev.get("event") == "ready" and (problem := protocol_problem(ev, root)) is not None:
+                raise BackendError(problem, "setup")
             if ev.get("event") == "check" and ev.get("id") == rid:
                 return ev
             if ev.get("event") == "error":

@@ -16,8 +16,9 @@ from pathlib import Path
 from . import backend_paths, compat, importer
 from .client import BackendError, ReconstructJob, keep_warm, warm_client
 from .props import ADDON_ID, resolve_backend
+from .shared import check_bundle, contract
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+IMAGE_EXTS = contract.IMAGE_EXTENSIONS  # what the backend reads, HEIC included
 ACTIVE: dict = {"runner": None}
 
 RUNNING, FINISHED, CANCELLED, ERROR = "RUNNING", "FINISHED", "CANCELLED", "ERROR"
@@ -115,13 +116,15 @@ class Runner:
             keep_warm(self.job.client)
         if self.job.state == "done":
             try:
+                bundle = self.job.result.get("output", self.output)
+                check_bundle(bundle)
                 # A temporary bundle may be gone by the next session: its images are always packed.
-                self.imported = importer.import_bundle(self.job.result.get("output", self.output), context,
+                self.imported = importer.import_bundle(bundle, context,
                                                        pack_textures=self.temporary or bool(settings.pack_textures))
                 if self.temporary:
                     # Everything the .blend needs is packed now; the temporary bundle can go.
                     shutil.rmtree(self.output.parent, ignore_errors=True)
-            except (importer.BundleError, OSError, RuntimeError) as e:
+            except (importer.BundleError, contract.ResultSchemaError, OSError, RuntimeError) as e:
                 self.error = str(e)
                 return self._end(context, ERROR)
             return self._end(context, FINISHED)

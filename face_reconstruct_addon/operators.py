@@ -9,6 +9,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from . import animation, backend_paths, compat, importer, installer, jobs, transfer
 from .client import BackendError, check_backend
 from .props import ADDON_ID, resolve_backend
+from .shared import check_bundle, contract
 
 
 class FACEFORGE_OT_photo_add(bpy.types.Operator, ImportHelper):
@@ -18,7 +19,7 @@ class FACEFORGE_OT_photo_add(bpy.types.Operator, ImportHelper):
     bl_label = "Add Photos"
     bl_options = {"REGISTER", "UNDO"}
 
-    filter_glob: StringProperty(default="*.jpg;*.jpeg;*.png;*.bmp;*.tif;*.tiff;*.webp", options={"HIDDEN"})
+    filter_glob: StringProperty(default=contract.file_filter(contract.IMAGE_EXTENSIONS), options={"HIDDEN"})
     files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
     directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
 
@@ -51,7 +52,8 @@ class FACEFORGE_OT_photo_add_folder(bpy.types.Operator):
             return {"CANCELLED"}
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in jobs.IMAGE_EXTS)
         if not files:
-            self.report({"ERROR"}, f"{folder}: no images (jpg, png, bmp, tif, webp) in this folder")
+            self.report({"ERROR"}, f"{folder}: no images ({', '.join(sorted(e[1:] for e in jobs.IMAGE_EXTS))}) "
+                                   "in this folder")
             return {"CANCELLED"}
         added = _add_photos(context.scene.faceforge, files)
         self.report({"INFO"}, f"Added {added} photo(s)")
@@ -71,7 +73,7 @@ def _add_photos(settings, paths) -> int:
     return n
 
 
-VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm"}  # backend.images.VIDEO_EXTENSIONS
+VIDEO_EXTS = contract.VIDEO_EXTENSIONS
 
 
 class FACEFORGE_OT_video_choose(bpy.types.Operator, ImportHelper):
@@ -82,7 +84,7 @@ class FACEFORGE_OT_video_choose(bpy.types.Operator, ImportHelper):
     bl_label = "Choose Video"
     bl_options = {"REGISTER", "UNDO"}
 
-    filter_glob: StringProperty(default=";".join("*" + e for e in sorted(VIDEO_EXTS)), options={"HIDDEN"})
+    filter_glob: StringProperty(default=contract.file_filter(VIDEO_EXTS), options={"HIDDEN"})
 
     def execute(self, context):
         path = Path(bpy.path.abspath(self.filepath))
@@ -251,10 +253,11 @@ class FACEFORGE_OT_import_result(bpy.types.Operator, ImportHelper):
         p = Path(bpy.path.abspath(self.filepath)).absolute()
         bundle = p if p.is_dir() else p.parent
         try:
+            check_bundle(bundle)
             out = importer.import_bundle(bundle, context,
                                          apply_view_index=None if self.apply_view < 0 else self.apply_view,
                                          pack_textures=self.pack_textures, setup_scene=self.setup_scene)
-        except importer.BundleError as e:
+        except (importer.BundleError, contract.ResultSchemaError) as e:
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
         for w in (out.get("animation") or {}).get("warnings", []):

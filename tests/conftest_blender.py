@@ -61,7 +61,8 @@ def make_bundle(out_dir: Path, subject: str = "Test Subject", seed: int = 0, tex
     sample photos as views (a non-square one with an off-centre principal point on purpose). eyes: an
     eye_albedo.png with a red iris disc (radius 0.45 around (0.5, 0.5), docs/result-bundle.md) on white sclera."""
     from backend.bundle import write_bundle
-    from backend.face_model import load_face_model, shape_names_to_arkit
+    from backend.face_model import gaze_angles, load_face_model, shape_names_to_arkit
+    from tests import bundles
 
     model = load_face_model()
     rng = np.random.default_rng(seed)
@@ -80,11 +81,12 @@ def make_bundle(out_dir: Path, subject: str = "Test Subject", seed: int = 0, tex
         images.append((str(src), name))
         views.append({
             "name": src.stem, "image": f"images/{name}", "source_path": str(src), "width": w, "height": h,
-            "landmark_format": "mediapipe478", "landmarks_2d": [],
+            "landmark_format": "mediapipe478", "landmarks_2d": [[w / 2, h / 2]] * 478, "n_faces": 1,
             "camera": {"fx": fx, "fy": fx, "cx": w / 2 - 0.5 + 7.0 * i, "cy": h / 2 - 0.5 - 4.0 * i,
                        "R": R.tolist(), "t": t.tolist(), "yaw_deg": yaw, "pitch_deg": 5.0 * i, "roll_deg": 0.0,
                        "focal_source": "given"},
             "expression": expr, "arkit": shape_names_to_arkit(expr),
+            "gaze": {side: {"yaw_deg": y, "pitch_deg": p} for side, (y, p) in gaze_angles(expr).items()},
             "reprojection_error_px": {"median": 1.0, "mean": 1.2, "p90": 2.0, "max": 3.0},
             "interocular_px": 60.0, "warnings": [],
         })
@@ -111,7 +113,7 @@ def make_bundle(out_dir: Path, subject: str = "Test Subject", seed: int = 0, tex
         Image.fromarray(px).save(buf, "PNG")
         extra["eye_albedo.png"] = buf.getvalue()
         files["eye_albedo"] = "eye_albedo.png"
-    result = {"subject": subject, "files": files, "views": views, "timings_s": {}, "fit": {}, "warnings": []}
+    result = bundles.result(subject, model, views=views, files=files)
     return write_bundle(out_dir, result, model, identity, images=images, extra_files=extra)
 
 

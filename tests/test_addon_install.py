@@ -69,7 +69,8 @@ def test_real_build_py_pip_failure(tmp_path, monkeypatch):
     environment, passes step 1 (pip already there), and fails on torch at step 2."""
     root = tmp_path / "backend_src"
     root.mkdir()
-    for name in ("build.py", "requirements.txt", "requirements-ray.txt"):
+    for name in ("build.py", "requirements.lock", "requirements.txt", "requirements-dev.txt",
+                 "requirements-bench.txt", "requirements-ray.txt"):
         shutil.copy(REPO / name, root / name)
     (tmp_path / "no_wheels").mkdir()
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)

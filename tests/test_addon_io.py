@@ -112,7 +112,7 @@ def test_arkit_table_and_conversion():
     from backend.face_model import ARKIT_52, load_face_model, shape_names_to_arkit
     from face_reconstruct_addon.io import arkit
 
-    assert arkit.ARKIT_52 == ARKIT_52  # the backend's list: Blender cannot import it, so it must not drift
+    assert arkit.ARKIT_52 == ARKIT_52  # both read backend/contract.py (the add-on by path, shared.py)
     names = load_face_model().expression_names
     rng = np.random.default_rng(0)
     w = rng.uniform(0, 1, len(names))

@@ -76,7 +76,8 @@ def test_package_installs_with_extensions_api(tmp_path):
         prefs.backend_root = {str(REPO)!r}
         check = bpy.ops.faceforge.check_backend()
         out = {{"install": sorted(res), "check": sorted(check), "report": prefs.check_report,
-               "file": sys.modules[mod].__file__, "has_op": hasattr(bpy.types, "FACEFORGE_OT_reconstruct")}}
+               "file": sys.modules[mod].__file__, "has_op": hasattr(bpy.types, "FACEFORGE_OT_reconstruct"),
+               "contract": sys.modules[mod + ".shared"].contract.__file__}}
         import addon_utils
         addon_utils.disable(mod, default_set=True)
         out["after_disable"] = hasattr(bpy.types, "FACEFORGE_OT_reconstruct")
@@ -91,7 +92,11 @@ def test_package_installs_with_extensions_api(tmp_path):
     assert line, r.stdout[-2000:] + r.stderr[-2000:]
     out = json.loads(line[7:])
     assert out["install"] == ["FINISHED"]
-    assert out["file"].startswith(str(tmp_path / "user" / "extensions" / "user_default" / "faceforge"))
+    installed = tmp_path / "user" / "extensions" / "user_default" / "faceforge"
+    assert out["file"].startswith(str(installed))
+    # the contract the installed add-on speaks is the copy in its zip, not a checkout's (it has none around it)
+    assert out["contract"] == str(installed / "backend_contract" / "contract.py")
+    assert Path(out["contract"]).read_bytes() == (REPO / "backend" / "contract.py").read_bytes()
     assert out["has_op"] and not out["after_disable"]
     assert out["check"] == ["FINISHED"], out["report"]
     assert "torch: 2." in out["report"] and "ict-facekit/ict_face_model.npz: found" in out["report"]

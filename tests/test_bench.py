@@ -24,15 +24,16 @@ def test_accuracy_rows_and_target(quick):
         finite = {k: v for k, v in row.items() if not (key[0] == 1 and k == "rot_rel")}  # no relative pose for 1 view
         assert _finite(finite), (key, row)
         assert row["pv_median"] <= row["pv_mean"] * 1.5 and row["pv_median"] <= row["pv_p90"]
-    assert acc[(3, 1.0)]["pv_median"] < 1.5, acc[(3, 1.0)]
-    assert acc[(3, 1.0)]["rot_rel"] < 3.0
+    # about twice the quick mode's figures (measured 0.39 mm and 0.26 deg on the 2-core development machine)
+    assert acc[(3, 1.0)]["pv_median"] < 0.8, acc[(3, 1.0)]
+    assert acc[(3, 1.0)]["rot_rel"] < 0.5, acc[(3, 1.0)]
 
 
 def test_mismatch_speed_and_report(quick):
     res, out = quick
     mm = res["mismatch"][3]
     assert _finite(mm) and mm["pv_median"] > mm["floor"] * 0.5  # detail cannot be fitted away entirely
-    assert res["speed"]["fit_s"][3] > 0
+    assert f": {res['speed']['fit_s'][3]:.3f} s -> " in (out / "benchmarks.md").read_text()  # the figure is reported
     cpu = res["speed"]["batch"]["cpu"]
     # a batching failure is reported in the table rather than crashing the benchmark
     assert cpu["error"] or math.isfinite(cpu["fps"])
@@ -41,9 +42,7 @@ def test_mismatch_speed_and_report(quick):
         assert heading in md
     assert "| 3 | 1.000 |" in md
     assert (out / "bench_error_vs_views.png").stat().st_size > 5000
-    if res["eos"] is not None:
-        assert math.isfinite(res["eos"]["eos_mm"]) and res["eos"]["eos_s"] > 0
-        assert math.isfinite(res["eos"]["mv_mm"]) and res["eos"]["mv_s_per_image"] > 0
-        assert "ours, 3 views (ibug68)" in md
-    else:
-        assert "eos-py unavailable" in md
+    # eos-py is a bench requirement (requirements-bench.txt): the peer comparison must have run
+    assert res["eos"] is not None, "eos-py did not run"
+    assert _finite({k: res["eos"][k] for k in ("eos_mm", "eos_s", "mv_mm", "mv_s_per_image")}), res["eos"]
+    assert "ours, 3 views (ibug68)" in md and "eos-py unavailable" not in md

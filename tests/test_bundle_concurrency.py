@@ -22,14 +22,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.bundles import result, timings  # noqa: E402
+
 # A writer process: writes `n` bundles to OUT, each tagged with (writer, k) three ways (subject, an
 # extra file, and an identity derived from the tag, hence head.obj), then patches timings the way
-# pipeline._patch_timings does. A bundle mixing two writes would disagree with itself.
+# pipeline._patch_timings does (total = 1000 writer + k + 1). A bundle mixing two writes would disagree with itself.
 WRITER = r"""
 import sys, time
 import numpy as np
 from backend.bundle import write_bundle, update_result
 from backend.face_model import load_face_model
+from tests.bundles import result, timings
 out, writer, n, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 model = load_face_model()
 while time.time() < go:
@@ -37,8 +40,8 @@ while time.time() < go:
 for k in range(n):
     ident = np.random.default_rng(1000 * writer + k).standard_normal(model.n_identity) * 0.5
     tag = f"w{writer}-{k}"
-    write_bundle(out, {"subject": tag, "timings_s": {}}, model, ident, extra_files={"tag.txt": tag.encode()})
-    update_result(out, {"timings_s": {"tag": tag}})
+    write_bundle(out, result(tag, model), model, ident, extra_files={"tag.txt": tag.encode()})
+    update_result(out, {"timings_s": timings(total=1000 * writer + k + 1)})
     print(tag, flush=True)
 """
 
@@ -63,8 +66,8 @@ def check_consistent(out: Path, model) -> str:
     doc = read_result(out)
     tag = doc["subject"]
     assert (out / "tag.txt").read_text() == tag
-    assert doc["timings_s"] in ({}, {"tag": tag}), (tag, doc["timings_s"])
     writer, k = (int(x) for x in tag[1:].split("-"))
+    assert doc["timings_s"]["total"] in (0.0, 1000 * writer + k + 1), (tag, doc["timings_s"])
     ident = np.random.default_rng(1000 * writer + k).standard_normal(model.n_identity) * 0.5
     np.testing.assert_allclose(doc["identity"], ident, atol=1e-9)
     verts = np.array([ln.split()[1:] for ln in (out / "head.obj").read_text().splitlines()
@@ -94,7 +97,7 @@ def model():
 def earlier(tmp_path, model) -> Path:
     from backend.bundle import write_bundle
 
-    return write_bundle(tmp_path / "out" / "bundle", {"subject": "earlier"}, model, np.zeros(model.n_identity))
+    return write_bundle(tmp_path / "out" / "bundle", result("earlier", model), model, np.zeros(model.n_identity))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -144,19 +147,19 @@ def test_patch_skips_a_bundle_another_writer_swapped_in(tmp_path, model):
     from backend.bundle import write_bundle
 
     out = tmp_path / "bundle"
-    write_bundle(out, {"subject": "mine", "timings_s": {}}, model, np.zeros(model.n_identity))
+    write_bundle(out, result("mine", model), model, np.zeros(model.n_identity))
     # another process replaces it (a separate process: this one remembers what it wrote)
     code = ("import sys, numpy as np; from backend.bundle import write_bundle; from backend.face_model import "
-            "load_face_model; m = load_face_model(); write_bundle(sys.argv[1], {'subject': 'theirs', "
-            "'timings_s': {'fit': 1.0}}, m, np.zeros(m.n_identity))")
+            "load_face_model; from tests.bundles import result, timings; m = load_face_model(); "
+            "write_bundle(sys.argv[1], result('theirs', m, timings_s=timings(fit=1.0)), m, np.zeros(m.n_identity))")
     subprocess.run([sys.executable, "-c", code, str(out)], cwd=ROOT, env=_env(), check=True)
-    pipeline._patch_timings(out, {"fit": 99.0, "export": 1.0})
+    pipeline._patch_timings(out, timings(fit=99.0, export=1.0))
     doc = json.loads((out / "result.json").read_text())
-    assert doc["subject"] == "theirs" and doc["timings_s"] == {"fit": 1.0}
+    assert doc["subject"] == "theirs" and doc["timings_s"] == timings(fit=1.0)
     # and on our own bundle it does land
-    write_bundle(out, {"subject": "mine", "timings_s": {}}, model, np.zeros(model.n_identity))
-    pipeline._patch_timings(out, {"fit": 2.0})
-    assert json.loads((out / "result.json").read_text())["timings_s"] == {"fit": 2.0}
+    write_bundle(out, result("mine", model), model, np.zeros(model.n_identity))
+    pipeline._patch_timings(out, timings(fit=2.0))
+    assert json.loads((out / "result.json").read_text())["timings_s"] == timings(fit=2.0)
     assert leftovers(tmp_path) == []
 
 
@@ -193,7 +196,7 @@ def test_next_write_sweeps_dead_leftovers(earlier, model):
     stray = earlier.with_name(f".{earlier.name}.tmp-{pid}-half")  # killed while writing: half a bundle
     stray.mkdir()
     (stray / "head.obj").write_text("v 1 2")
-    write_bundle(earlier, {"subject": "next"}, model, np.ones(model.n_identity) * 0.1)
+    write_bundle(earlier, result("next", model), model, np.ones(model.n_identity) * 0.1)
     assert json.loads((earlier / "result.json").read_text())["subject"] == "next"
     assert leftovers(earlier.parent) == []
 
@@ -206,7 +209,7 @@ def test_failed_write_after_a_kill_still_restores_earlier(earlier, model):
     before = snapshot(earlier)
     _killed_between_renames(earlier, dead_pid())
     with pytest.raises(OutputError, match="already exists"):
-        write_bundle(earlier, {"subject": "next"}, model, np.zeros(model.n_identity), overwrite=False)
+        write_bundle(earlier, result("next", model), model, np.zeros(model.n_identity), overwrite=False)
     assert snapshot(earlier) == before
     assert leftovers(earlier.parent) == []
 
@@ -230,12 +233,12 @@ def test_live_writers_temp_folder_is_left_alone(earlier, model):
     try:
         live = earlier.with_name(f".{earlier.name}.tmp-{sleeper.pid}-busy")
         live.mkdir()
-        write_bundle(earlier, {"subject": "next"}, model, np.zeros(model.n_identity))
+        write_bundle(earlier, result("next", model), model, np.zeros(model.n_identity))
         assert live.is_dir()
     finally:
         sleeper.kill()
         sleeper.wait()
-    write_bundle(earlier, {"subject": "again"}, model, np.zeros(model.n_identity))
+    write_bundle(earlier, result("again", model), model, np.zeros(model.n_identity))
     assert not live.exists() and leftovers(earlier.parent) == []
 
 
@@ -289,13 +292,13 @@ def test_writer_killed_at_random_moments(tmp_path, model):
 
 
 def test_user_files_survive_a_writer_killed_at_random_moments(tmp_path, model):
-    """The user's own files in a bundle (issue 14.2) are carried into each new bundle as hard links before the
+    """The user's own files in a bundle are carried into each new bundle as hard links before the
     swap: SIGKILL a writer anywhere in its loop and, after recovery, every one of them is in the bundle,
     byte for byte, and no copy of them is left in a sibling."""
     from backend.bundle import write_bundle
 
     out = (tmp_path / "bundle").resolve()
-    write_bundle(out, {"subject": "w9-0", "timings_s": {}}, model,
+    write_bundle(out, result("w9-0", model), model,
                  np.random.default_rng(9000).standard_normal(model.n_identity) * 0.5, extra_files={"tag.txt": b"w9-0"})
     (out / "notes.txt").write_text("keep\n")
     (out / "renders").mkdir()

@@ -1,4 +1,4 @@
-"""Data safety and input hardening (issue 14): a user's files are never deleted, no path escapes the bundle,
+"""Data safety and input hardening: a user's files are never deleted, no path escapes the bundle,
 and every bad input is one line naming the file and the field.
 
 The user-visible messages are checked through the real CLI (a subprocess, or main() in-process where the
@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.bundles import result, view
 from tests.conftest import DATA, ROOT
 
 FRONT = DATA / "multiview-mvfnet" / "front.jpg"
@@ -83,7 +84,7 @@ def earlier(tmp_path_factory, front_points) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 1, 2: a folder is a bundle by its schema; what the user put into a bundle survives the next run
+# a folder is a bundle by its schema; what the user put into a bundle survives the next run
 
 def assert_output_refused(out: Path, tmp_path: Path, front_points, line: str) -> None:
     """A landmarks-file run into `out` exits 4 with exactly `line`, before any work, and `out` is untouched."""
@@ -96,7 +97,7 @@ def assert_output_refused(out: Path, tmp_path: Path, front_points, line: str) ->
 
 
 def test_folder_with_another_programs_result_json_is_refused(tmp_path, front_points):
-    """Issue 14.1: a user's folder holding a document and some other tool's result.json was replaced whole."""
+    """a user's folder holding a document and some other tool's result.json was replaced whole."""
     folder = tmp_path / "thesis"
     folder.mkdir()
     (folder / "chapter1.docx").write_bytes(b"PK\x03\x04 the user's only copy")
@@ -115,7 +116,7 @@ def test_writer_refuses_a_foreign_folder_that_appears_during_the_run(tmp_path, m
     write_json(out / "result.json", {"schema": "someone.else", "rows": 3})
     before = snapshot(out)
     with pytest.raises(OutputError, match="holds a result.json FaceForge did not write"):
-        write_bundle(out, {"subject": "x"}, model, np.zeros(model.n_identity))
+        write_bundle(out, result("x", model), model, np.zeros(model.n_identity))
     assert snapshot(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["later"]
 
@@ -132,7 +133,7 @@ def _add_user_files(bundle: Path) -> dict:
 
 
 def test_user_files_in_a_bundle_are_carried_into_the_new_one(tmp_path, earlier, front_points):
-    """Issue 14.2: notes and a folder of renders inside a bundle were deleted by the next run."""
+    """notes and a folder of renders inside a bundle were deleted by the next run."""
     out = tmp_path / "bundle"
     shutil.copytree(earlier, out, symlinks=True)
     mine = _add_user_files(out)
@@ -157,14 +158,14 @@ def test_bundles_from_before_the_file_list_still_count_as_bundles(tmp_path, mode
     from backend.bundle import write_bundle
     from backend.output_dir import output_problem
 
-    out = write_bundle(tmp_path / "b", {"subject": "old", "views": [{"name": "a", "image": "images/a.jpg"}]}, model,
+    out = write_bundle(tmp_path / "b", result("old", model, views=[view(model, "a", "images/a.jpg")]), model,
                        np.zeros(model.n_identity), extra_files={"images/a.jpg": b"jpeg"})
     doc = json.loads((out / "result.json").read_text())
     del doc["written_files"]
     (out / "result.json").write_text(json.dumps(doc))
     (out / "mine.txt").write_text("keep me")
     assert output_problem(out) is None
-    write_bundle(out, {"subject": "new"}, model, np.zeros(model.n_identity))
+    write_bundle(out, result("new", model), model, np.zeros(model.n_identity))
     assert (out / "mine.txt").read_text() == "keep me"
     assert not (out / "images" / "a.jpg").exists()  # FaceForge's own photo copy of the old bundle went with it
 
@@ -183,21 +184,21 @@ def test_user_file_clashing_inside_images_is_refused_at_the_swap(tmp_path, model
     from backend.bundle import write_bundle
     from backend.errors import OutputError
 
-    out = write_bundle(tmp_path / "b", {"subject": "old"}, model, np.zeros(model.n_identity))
+    out = write_bundle(tmp_path / "b", result("old", model), model, np.zeros(model.n_identity))
     (out / "images" / "front.jpg").write_bytes(b"the user's own front.jpg")
     before = snapshot(out)
     with pytest.raises(OutputError, match="was not written by FaceForge, and the new result has a file by that name"):
-        write_bundle(out, {"subject": "new"}, model, np.zeros(model.n_identity),
+        write_bundle(out, result("new", model), model, np.zeros(model.n_identity),
                      extra_files={"images/front.jpg": b"our copy"})
     assert snapshot(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 4, 5: names become safe file names; a relative image is read from the landmarks file's folder
+# names become safe file names; a relative image is read from the landmarks file's folder
 
 def test_view_name_cannot_escape_the_bundle(tmp_path, front_points):
-    """Issue 14.4: "name": "../../../x" gave "image": "images/../../../x.jpg" in result.json."""
+    """"name": "../../../x" gave "image": "images/../../../x.jpg" in result.json."""
     from backend.pipeline import reconstruct
 
     shutil.copy(FRONT, tmp_path / "front.jpg")
@@ -217,7 +218,7 @@ def test_view_name_cannot_escape_the_bundle(tmp_path, front_points):
 
 
 def test_relative_image_is_read_next_to_the_landmarks_file(tmp_path, front_points):
-    """Issue 14.5: loaded from next to the JSON but copied from the working folder (another photo by that name
+    """loaded from next to the JSON but copied from the working folder (another photo by that name
     became the camera background)."""
     shot = tmp_path / "shoot"
     shot.mkdir()
@@ -235,7 +236,7 @@ def test_relative_image_is_read_next_to_the_landmarks_file(tmp_path, front_point
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 6: landmarks files are checked at the door: exit 2, one line naming the file and the field
+# landmarks files are checked at the door: exit 2, one line naming the file and the field
 
 def _bad_landmarks(points):
     pts = np.asarray(points).tolist()
@@ -343,7 +344,7 @@ def test_bad_option_values_are_refused_before_any_work(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 9: what Blender shows behind the camera is what the fit saw
+# what Blender shows behind the camera is what the fit saw
 
 def _portrait() -> np.ndarray:
     """The front photo on a taller grey canvas (224 x 320): a non-square image, so sideways shows."""
@@ -378,7 +379,7 @@ def _reconstruct_one(photo: Path, out: Path) -> dict:
 
 
 def test_exif_rotated_photo_is_stored_upright(tmp_path, bpy):
-    """Issue 14.9: a photo with EXIF orientation 6 was copied with the tag, and Blender (which ignores the tag)
+    """a photo with EXIF orientation 6 was copied with the tag, and Blender (which ignores the tag)
     showed it sideways."""
     upright = _portrait()
     exif = Image.Exif()
@@ -427,10 +428,10 @@ def test_landmark_only_views_write_image_null(tmp_path, front_points):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 10: group photos, --face-index, tiny faces
+# group photos, --face-index, tiny faces
 
 def test_group_photo_of_27_faces_finds_them_all(mp_detector):
-    """Issue 14.10: MediaPipe's detector sees the whole photo at 128 px, so faces under ~1/8 of it are missed
+    """MediaPipe's detector sees the whole photo at 128 px, so faces under ~1/8 of it are missed
     (tools/measure_face_search.py); the tiled search finds every face of a 9x3 group, each once."""
     from tools.measure_face_search import face_crops, group_photo
 
@@ -474,7 +475,7 @@ def _tiny_face_photo(path: Path, extent_px: int, mp_detector) -> Path:
 
 
 def test_tiny_face_gets_a_hint(tmp_path, mp_detector):
-    """Issue 14.10: a 32 px face in a 4000 px photo (none of 8 such faces is found, 3 of 8 at 40 px); a 64 px
+    """a 32 px face in a 4000 px photo (none of 8 such faces is found, 3 of 8 at 40 px); a 64 px
     one is (the hint's "about 50 px")."""
     found = mp_detector.find_faces(np.asarray(Image.open(_tiny_face_photo(tmp_path / "ok.jpg", 64, mp_detector))))
     assert len(found) == 1
@@ -486,7 +487,7 @@ def test_tiny_face_gets_a_hint(tmp_path, mp_detector):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 11: short videos, animated images, symlink loops
+# short videos, animated images, symlink loops
 
 def test_video_shorter_than_max_frames_warns(tmp_path):
     from backend.video import detect_video
@@ -513,7 +514,7 @@ def test_animated_gif_warns_that_only_the_first_frame_is_used(tmp_path):
 
 @pytest.mark.parametrize("kind", ["photo", "folder_argument", "video", "landmarks_file"])
 def test_symlink_loop_says_loop(tmp_path, kind):
-    """Issue 14.11: a symlink loop was reported as "no such file"."""
+    """a symlink loop was reported as "no such file"."""
     name = {"photo": "a.jpg", "folder_argument": "shots", "video": "clip.mp4", "landmarks_file": "lm.json"}[kind]
     a, b = tmp_path / name, tmp_path / f"other_{name}"
     a.symlink_to(b)

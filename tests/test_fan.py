@@ -58,7 +58,7 @@ def test_missing_weights_in_explicit_cache_dir(tmp_path, monkeypatch):
         FanDetector(cache_dir=tmp_path / "hub")
     assert str(tmp_path / "hub" / "checkpoints" / "2DFAN4-11f355bf06.pth.tar") in str(info.value)
     assert URL in str(info.value)
-    with pytest.raises(SetupError):  # the lead's factory reaches the same check
+    with pytest.raises(SetupError):  # the detector factory reaches the same check
         make_detector("fan")
 
 

@@ -81,14 +81,13 @@ def fit(model, spec, scene, **cfg):
 
 @pytest.mark.parametrize("seed", [11, 13])
 def test_default_iterations_reach_the_long_run(model, seed):
-    """Bounded steps are what make the default 10 iterations enough: on clean landmarks (where no noise floor
+    """Bounded steps are what make the default iterations (FitConfig.iterations) enough: on clean landmarks (where no noise floor
     hides a half-converged focal; these two scenes were 5 % short after 6) the default fit lands where 40
     iterations do, with every expression weight inside [0, 1] and the expressions recovered."""
     spec = landmark_spec("mediapipe478", model)
     scene = make_scene(np.random.default_rng(seed), model, spec, [-30.0, 0.0, 30.0], noise_px=0.0)
     short = fit(model, spec, scene)
     long = fit(model, spec, scene, iterations=40, tolerance=0.0)
-    assert short.iterations <= FitConfig().rigid_iterations + FitConfig().iterations
     for r in (short, long):
         assert r.expression.min() >= 0.0 and r.expression.max() <= 1.0
     e_short = float(np.median(face_error_mm(model, short.identity[0], scene["identity"])))
@@ -101,4 +100,4 @@ def test_default_iterations_reach_the_long_run(model, seed):
     assert e_short < 0.08 and e_short < e_long + 0.01
     assert abs(short.focal[0, 0] / f_true - 1) < 0.015
     assert float(short.cost[0]) <= 1.01 * float(long.cost[0])
-    assert b_err < 0.01
+    assert b_err < 0.002  # measured 0.0009 and 0.0008

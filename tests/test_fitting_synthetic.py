@@ -4,6 +4,17 @@ Random ICT identities and expressions, known cameras (f = 1.4 x image size, 60 c
 not told to the fitter), MediaPipe-478 landmarks projected from the true mesh plus Gaussian pixel noise.
 Error: median / 90th percentile per-vertex distance over the face region (ICT 0..9408) after
 similarity alignment.
+
+Thresholds are about twice the figures measured with the product's fit presets (backend/fit/presets.py), which
+`.venv/bin/python -m pytest tests/test_fitting_synthetic.py -s` prints (table: median face error in mm by views
+and pixel noise). Measured on the 2-core development machine:
+    views  noise 0 / 1 / 2 px         relative-yaw error, 3 views 1 px: 0.71 deg
+      1    2.20 / 2.34 / 2.11
+      3    1.13 / 1.36 / 1.51
+      5    0.62 / 0.77 / 0.66
+    iBUG-68, 3 views 1 px (seed 7): 0.88;  MediaPipe-478 through the CLI, 3 views 1 px (seed 11): 1.25
+(python -m bench fits the same scenes with FitConfig()'s defaults instead of the presets: 0.34 mm for 3 views
+1 px, docs/benchmarks.md.) Re-measure and move the thresholds with them when the presets change.
 """
 import json
 import subprocess
@@ -64,13 +75,13 @@ def table(model, tmp_path_factory):
 
 def test_three_views_one_pixel_meets_target(table):
     med, p90, yaw_err = table[(3, 1.0)]
-    assert med < 1.5, f"median face error {med:.2f} mm"
-    assert yaw_err < 2.0, f"relative yaw error {yaw_err:.2f} deg"
+    assert med < 2.7, f"median face error {med:.2f} mm"  # measured 1.36
+    assert yaw_err < 1.5, f"relative yaw error {yaw_err:.2f} deg"  # measured 0.71
 
 
 def test_single_view_is_plausible(table):
     for noise in NOISES:
-        assert table[(1, noise)][0] < 2.5
+        assert table[(1, noise)][0] < 4.5  # measured 2.11-2.34
 
 
 def test_more_views_help(table):
@@ -86,7 +97,7 @@ def test_ibug68_landmarks_file(model, tmp_path):
     lm = write_landmarks_file(tmp_path / "lm68.json", scene, fmt="ibug68")
     reconstruct(landmarks_file=lm, output=tmp_path / "b68", texture=False, device="cpu")
     ident = np.array(json.loads((tmp_path / "b68" / "result.json").read_text())["identity"])
-    assert np.median(face_error_mm(model, ident, scene["identity"])) < 3.0
+    assert np.median(face_error_mm(model, ident, scene["identity"])) < 1.8  # measured 0.88
 
 
 def test_cli_landmarks_file_subprocess(model, tmp_path):
@@ -100,4 +111,4 @@ def test_cli_landmarks_file_subprocess(model, tmp_path):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "cli" / "result.json").read_text())
     assert len(doc["views"]) == 3 and doc["schema_version"] == 1
-    assert np.median(face_error_mm(model, np.array(doc["identity"]), scene["identity"])) < 1.5
+    assert np.median(face_error_mm(model, np.array(doc["identity"]), scene["identity"])) < 2.5  # measured 1.25

@@ -1,13 +1,12 @@
 """Fuzz load_image: whatever the file holds, the result is a valid uint8 RGB array or an InputError.
 
-Seeded, so a failure replays; bounded in time (about 8 s on a slow machine), so the
-number of cases varies but their sequence does not. A failing case is saved under
-tmp_path and its parameters are in the assertion message.
+Seeded and a fixed number of cases, so every run and every machine tries the same files and a failure
+replays (1500 cases: 4.3 s on the 2-core development machine). A failing case is saved under tmp_path and its
+parameters are in the assertion message.
 """
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from PIL import Image
 from backend.errors import InputError
 from backend.images import IMAGE_EXTENSIONS, MIN_SIDE, load_image
 
-BUDGET_S = 8.0
+N_CASES = 1500
 MAGICS = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1", b"BM", b"II*\x00", b"MM\x00*",
           b"RIFF\x00\x10\x00\x00WEBPVP8 ", b"\x00\x00\x00\x18ftypheic", b"GIF89a", b""]
 FORMATS = {  # format -> (extension, modes it can hold)
@@ -93,9 +92,7 @@ def test_fuzz_load_image(tmp_path):
     exts = sorted(IMAGE_EXTENSIONS)
     counts = {"ok": 0, "error": 0}
     valid_loaded = 0
-    n, t0 = 0, time.monotonic()
-    while time.monotonic() - t0 < BUDGET_S:
-        n += 1
+    for n in range(1, N_CASES + 1):
         kind = n % 3
         if kind == 0:  # random bytes behind a real or no magic number, with an image extension
             magic = MAGICS[rng.integers(len(MAGICS))]
@@ -122,5 +119,6 @@ def test_fuzz_load_image(tmp_path):
             else:
                 assert outcome == "error", case
         p.unlink()
-    assert n > 100, f"only {n} cases in {BUDGET_S} s"
-    assert valid_loaded > 20 and counts["error"] > 20, counts
+    print(f"\nfuzz: {N_CASES} cases, {valid_loaded} intact images loaded, outcomes {counts}")
+    # both ways out were taken many times: measured 413 intact images loaded, 873 errors
+    assert valid_loaded > 200 and counts["error"] > 400, (valid_loaded, counts)

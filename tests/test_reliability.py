@@ -1,4 +1,4 @@
-"""Process-level reliability (issue 6): every way a run can go wrong ends in one clear line, and nothing is lost.
+"""Process-level reliability: every way a run can go wrong ends in one clear line, and nothing is lost.
 
 Each case drives the real CLI (`python -m backend reconstruct` in a subprocess) or the real JSON-lines server
 through face_reconstruct_addon/client.py, and checks three things:
@@ -441,7 +441,7 @@ def test_backend_killed_mid_job(stage, out_with_earlier):
         os.kill(job.client.pid, signal.SIGKILL)
         assert _wait(job.poll, 20), "client did not notice the backend died"
     finally:
-        if not job.finished:  # abort() on a finished job would overwrite its state with "cancelled" (see report)
+        if not job.finished:
             job.abort()
     assert job.state == "error"
     assert job.error_code == "crash"
@@ -462,20 +462,20 @@ def test_hung_backend_times_out_and_is_ended(out_with_earlier):
         # a backend stuck in C code (or a stopped process) answers nothing, not even cancel
         assert _wait(lambda: job.poll() or job.stage != "starting", 60), (job.state, job.error)
         os.kill(job.client.pid, signal.SIGSTOP)
-        t0 = time.monotonic()
         from face_reconstruct_addon.client import BackendError
 
         with pytest.raises(BackendError) as ei:
             job.run_blocking(timeout=5.0)
-        waited = time.monotonic() - t0
+        # before this test's own clean-up: the client itself must have ended it, and a stopped process ignores
+        # the shutdown request, the cancel and SIGTERM, so only its last step, SIGKILL, can have
+        ended_by_client = job.client.proc.poll()
     finally:
         if job.client.alive():
             os.kill(job.client.pid, signal.SIGKILL)
             job.client.proc.wait(5)
     assert ei.value.code == "timeout"
     assert "did not finish within 5 s" in str(ei.value)
-    assert waited < 40, waited  # timeout + 10 s cancel grace + stop()'s term/kill
-    assert not job.client.alive(), "the hung backend was left running"
+    assert ended_by_client == -signal.SIGKILL, "the hung backend was left running"
     assert snapshot(out) == before
     assert leftovers(out.parent) == []
 
@@ -525,26 +525,20 @@ def test_soak_one_server_many_jobs(tmp_path, landmarks_file):
     client = BackendClient(sys.executable, str(ROOT))
     client.start()
     out = tmp_path / "bundle"
-    rss, times, busy = {}, [], 0
+    rss, times = {}, []
     try:
         for i in range(1, SOAK_RUNS + 1):
             t0 = time.monotonic()
+            # sent the moment the previous result arrives: the server marks a job finished before its final
+            # event, so it must never answer "busy" here
+            rid = client.request("reconstruct", inputs=[], output=str(out),
+                                 options={"landmarks_file": str(landmarks_file), "texture": False})
             while True:
-                # inputs is ignored with landmarks_file, but the server refuses a request without it (see report)
-                rid = client.request("reconstruct", inputs=[str(landmarks_file)], output=str(out),
-                                     options={"landmarks_file": str(landmarks_file), "texture": False})
-                while True:
-                    ev = client.wait_event(120)
-                    assert ev is not None, f"run {i}: no answer in 120 s; {client.stderr_summary()}"
-                    assert ev.get("event") != "_eof", f"run {i}: server died: {client.stderr_summary()}"
-                    if ev.get("id") == rid and ev.get("event") in ("result", "error"):
-                        break
-                if ev.get("code") != "busy":
+                ev = client.wait_event(120)
+                assert ev is not None, f"run {i}: no answer in 120 s; {client.stderr_summary()}"
+                assert ev.get("event") != "_eof", f"run {i}: server died: {client.stderr_summary()}"
+                if ev.get("id") == rid and ev.get("event") in ("result", "error"):
                     break
-                # the server sends "result" before its worker thread has ended, so a request sent straight
-                # after it can be refused as busy (server bug, see report): count it and ask again
-                busy += 1
-                time.sleep(0.05)
             assert ev["event"] == "result", ev
             times.append(time.monotonic() - t0)
             if i in (1, 5, SOAK_RUNS):
@@ -554,7 +548,7 @@ def test_soak_one_server_many_jobs(tmp_path, landmarks_file):
         client.stop()
     growth = rss[SOAK_RUNS] - rss[5]
     print(f"\nsoak: {SOAK_RUNS} runs, {np.median(times):.2f} s median, RSS after run 1 {rss[1]:.0f} MB, after run 5 {rss[5]:.0f} MB, "
-          f"after run {SOAK_RUNS} {rss[SOAK_RUNS]:.0f} MB, growth {growth:+.0f} MB, busy refusals {busy}")
+          f"after run {SOAK_RUNS} {rss[SOAK_RUNS]:.0f} MB, growth {growth:+.0f} MB")
     assert growth < SOAK_GROWTH_MB
     assert_valid_bundle(out)
     assert leftovers(tmp_path) == []

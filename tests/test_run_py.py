@@ -80,3 +80,21 @@ def test_script_args_after_double_dash():
     args = run_py.parse(run_py.script_args(argv))
     assert args.images == ["a.jpg"] and args.output == "x.blend"
     assert run_py.script_args(["run.py", "--images", "a"]) == ["--images", "a"]
+
+
+def test_bundle_breaking_the_schema_is_refused_with_one_line(tmp_path):
+    """The add-on's import path checks result.json against backend/result.schema.json first: a field of the
+    wrong shape is one line naming the file and the field (exit 2), not a traceback from deep in the importer."""
+    import json
+
+    from conftest_blender import make_bundle
+
+    bundle = make_bundle(tmp_path / "bundle", textures=False)
+    doc = json.loads((bundle / "result.json").read_text())
+    doc["views"][1]["camera"]["fx"] = "1300"
+    (bundle / "result.json").write_text(json.dumps(doc))
+    r = run("--from-bundle", bundle, "--output", tmp_path / "h.blend")
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert _error_line(r) == (f"error: {bundle / 'result.json'}: does not match result.schema.json: "
+                              'result.json.views[1].camera.fx: must be number, not "1300"')
+    assert not (tmp_path / "h.blend").exists()

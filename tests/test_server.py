@@ -57,7 +57,9 @@ def server():
 
 def test_ready_ping_bad_requests_and_check(server):
     ev = server.read(lambda e: True)[0]
-    assert ev["event"] == "ready" and ev["protocol"] == 1 and ev["pid"] == server.p.pid
+    from backend.contract import PROTOCOL
+
+    assert ev["event"] == "ready" and ev["protocol"] == PROTOCOL == 1 and ev["pid"] == server.p.pid
     server.send({"id": 1, "cmd": "ping"})
     assert server.read(lambda e: True)[0] == {"event": "pong", "id": 1}
     server.send("{not json")
@@ -113,12 +115,11 @@ def test_cancel_and_stdin_close_end_the_process(server, tmp_path):
     ev = server.read(lambda e: e["event"] in ("error", "result"), timeout=120)[-1]
     assert ev["event"] == "error" and ev["code"] == "cancelled"
     assert not out.exists() and not any(tmp_path.iterdir())  # no bundle, no temporary sibling
-    t0 = time.monotonic()
-    assert server.close() == 0 and time.monotonic() - t0 < 30
+    assert server.close() == 0  # stdin closed: a clean exit (close() waits at most 30 s)
 
 
 def test_invalid_utf8_is_answered_and_the_server_keeps_serving(server):
-    """Issue 14.7: one bad byte on stdin used to end the server (UnicodeDecodeError in its read loop)."""
+    """one bad byte on stdin used to end the server (UnicodeDecodeError in its read loop)."""
     server.read(lambda e: e["event"] == "ready")
     server.p.stdin.flush()
     server.p.stdin.buffer.write(b'{"id": 1, "cmd": "ping", "note": "caf\xe9"}\n')
@@ -147,7 +148,7 @@ BAD_REQUESTS = {
 
 
 def test_bad_options_and_paths_are_bad_request_before_any_work(server, tmp_path):
-    """Issue 14.7: texture_size -5 failed only after the fit; a relative output landed in the server's working
+    """texture_size -5 failed only after the fit; a relative output landed in the server's working
     folder (the project root). Each request is answered at once, before the job's first progress event."""
     server.read(lambda e: e["event"] == "ready")
     good = {"cmd": "reconstruct", "inputs": [str(PHOTOS / "front.jpg")], "output": str(tmp_path / "b"),

@@ -7,7 +7,7 @@ Thresholds (measured values in brackets, 2-core CPU, sizes as used here):
 - synthetic, under known SH light: de-lit albedo (after one global gain per channel, which is
   the unavoidable albedo/light scale ambiguity) >= 26 dB, and at least 6 dB better than without
   de-lighting.
-- real photos (tests/data/multiview-mvfnet, cameras from the lead's fitter): every view's
+- real photos (tests/data/multiview-mvfnet, cameras from the fitter, backend/fit): every view's
   re-render, at the head-box scale, over the pixels the photo shows skin, >= 22 dB PSNR and
   >= 0.72 SSIM [29.4 / 27.5 / 26.6 dB, SSIM 0.91 / 0.85 / 0.87], and >= 6 dB above the best
   constant-colour prediction of the same pixels.

@@ -69,6 +69,13 @@ def report(label, s, flagged_name=None):
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--temper", type=float, default=identity_check.TEMPER,
+                    help="try another tempering of the others' posterior (identity_check.TEMPER)")
+    identity_check.TEMPER = ap.parse_args().temper
+    print(f"TEMPER {identity_check.TEMPER}", end=", ")
     print(f"RATIO_WARN {identity_check.RATIO_WARN}, MIN_EXTRA {100 * identity_check.MIN_EXTRA:.2f} % of eye distance")
     sets = real_sets()
     detected = {k: [pipeline.detect_views([p])[0][0] for p in v] for k, v in sets.items()}

@@ -1,7 +1,10 @@
 """Build the installable Blender extension zip (called by `python build.py package`).
 
 The zip holds face_reconstruct_addon/*.py at its root plus blender_manifest.toml, which is what
-Blender 4.2+ expects of an extension. When the bpy module is installed, Blender's own extension
+Blender 4.2+ expects of an extension, and the backend's contract with the add-on (backend/contract.py and
+result.schema.json) under backend_contract/, where face_reconstruct_addon/shared.py looks for it first: an
+installed extension has no checkout around it; and the backend's source, weights and set-up under backend_src/
+for the "Install backend" button. When the bpy module is installed, Blender's own extension
 tool (bl_pkg/cli/blender_ext.py) validates the result, so a manifest Blender would reject fails here.
 """
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 ADDON_DIR = REPO / "face_reconstruct_addon"
 MANIFEST = REPO / "blender_manifest.toml"
+CONTRACT_FILES = [REPO / "backend" / "contract.py", REPO / "backend" / "result.schema.json"]
 EXCLUDE_DIRS = {"__pycache__"}
 EXCLUDE_SUFFIXES = {".pyc", ".pyo", ".blend1"}
 
@@ -37,7 +41,9 @@ def backend_files() -> list[tuple[str, Path]]:
         for p in sorted((REPO / top).rglob("*")):
             if p.is_file() and not (EXCLUDE_DIRS & set(p.parts)) and p.suffix not in EXCLUDE_SUFFIXES:
                 out.append((f"backend_src/{p.relative_to(REPO).as_posix()}", p))
-    for name in ("build.py", "requirements.txt", "requirements-ray.txt"):
+    # build.py setup installs requirements.lock; `build.py lock` reads the group files
+    for name in ("build.py", "requirements.lock", "requirements.txt", "requirements-dev.txt",
+                 "requirements-bench.txt", "requirements-ray.txt"):
         out.append((f"backend_src/{name}", REPO / name))
     return out
 
@@ -89,8 +95,11 @@ def package_extension(out_dir) -> Path:
     zip_path = out_dir / f"{manifest['id']}-{manifest['version']}.zip"
     tmp = zip_path.with_suffix(".zip.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, p in [("blender_manifest.toml", MANIFEST)] + [(p.relative_to(ADDON_DIR).as_posix(), p)
-                                                                 for p in addon_files()] + backend_files():
+        entries = [("blender_manifest.toml", MANIFEST)] + [(p.relative_to(ADDON_DIR).as_posix(), p)
+                                                            for p in addon_files()]
+        entries += [(f"backend_contract/{p.name}", p) for p in CONTRACT_FILES]
+        entries += backend_files()
+        for name, p in entries:
             # Fixed timestamps: the same sources give the same zip.
             info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from ..contract import backend_env
 from ..errors import InputError, SetupError
 from ..paths import REPO_ROOT
 from .worker import run_item
@@ -49,7 +50,7 @@ class RayPool:
         if not ray.is_initialized():
             if address not in ("auto", "local"):
                 _check_reachable(address)
-            env = {"env_vars": {"PYTHONPATH": str(REPO_ROOT), "GLOG_minloglevel": "2"}}
+            env = {"env_vars": {"PYTHONPATH": backend_env(REPO_ROOT, {})["PYTHONPATH"], "GLOG_minloglevel": "2"}}
             kw = dict(runtime_env=env, log_to_driver=False, include_dashboard=False)
             try:
                 if address == "local":  # "local" even if a cluster runs here (or a crashed one left its address)

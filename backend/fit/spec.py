@@ -40,6 +40,10 @@ class LandmarkSpec:
     # (L, nb) each landmark's error at each view yaw of contour_yaw_bins (% of eye distance): at large yaw the
     # detector guesses the far side's points; None: the error does not depend on the view
     sigma_yaw: np.ndarray | None = None
+    # (L, E, 3) how much further (or less far) the detector moves each fixed landmark than the model's surface does
+    # for each shape (calibrated response gain - 1, times the landmark's expression basis): MediaPipe's lid points
+    # close only about 60 % of the way in a blink, so without it a closed eye fits as half shut. None: no calibration
+    response_basis: np.ndarray | None = None
 
     @property
     def iris(self) -> np.ndarray:
@@ -60,6 +64,13 @@ class LandmarkSpec:
         """The noise of a typical fixed landmark (weight 1)."""
         return float(np.median(self.sigma[self.valid & ~self.contour & ~self.iris])) if self.sigma is not None else 1.0
 
+    @property
+    def expression_offsets(self) -> np.ndarray | None:
+        """(L, E, 3) what each shape adds to the landmarks beyond moving the surface they sit on: the iris centres
+        turning with the eyeballs (gaze_basis) and the detector's calibrated response (response_basis)."""
+        parts = [b for b in (self.gaze_basis, self.response_basis) if b is not None]
+        return None if not parts else parts[0] if len(parts) == 1 else parts[0] + parts[1]
+
     def points(self, vertices: np.ndarray, expression=None, view_yaw: float = 0.0) -> np.ndarray:
         """(L,3) landmark positions on an evaluated mesh (model space), as the fitter models them: the face oval
         taken at this view yaw (degrees, view_angles), the iris centres turned by the expression's eyeLook*."""
@@ -69,8 +80,8 @@ class LandmarkSpec:
             w = yaw_weights(self.contour_yaw_bins, view_yaw)
             Pc = (V[self.contour_tri] * self.contour_bary[..., None]).sum(2)  # (C, nb, 3)
             P[self.contour_ids] = (Pc * w[None, :, None]).sum(1)
-        if self.gaze_basis is not None and expression is not None:
-            P = P + np.einsum("e,led->ld", np.asarray(expression, np.float64), self.gaze_basis)
+        if self.expression_offsets is not None and expression is not None:
+            P = P + np.einsum("e,led->ld", np.asarray(expression, np.float64), self.expression_offsets)
         return P
 
 
@@ -81,8 +92,8 @@ def landmark_evaluator(spec: LandmarkSpec, model: FaceModel):
     rows = lambda vid, bary: ((model.neutral[vid] * bary[..., None]).sum(-2),  # noqa: E731
                               np.einsum("e...jd,...j->...ed", model.expression[:, vid], bary))
     mean, basis = rows(spec.vertex_ids, spec.bary)  # (L,3), (L,E,3)
-    if spec.gaze_basis is not None:
-        basis = basis + spec.gaze_basis
+    if spec.expression_offsets is not None:
+        basis = basis + spec.expression_offsets
     table = None
     if spec.contour_ids is not None:
         table = rows(spec.contour_tri, spec.contour_bary)  # (C,nb,3), (C,nb,E,3)
@@ -141,6 +152,15 @@ def gaze_basis(model: FaceModel, vertex_ids: np.ndarray, bary: np.ndarray, iris:
     return out
 
 
+def response_basis(model: FaceModel, spec: LandmarkSpec, gain: np.ndarray) -> np.ndarray:
+    """(L, E, 3): (gain_e - 1) x each fixed landmark's expression basis on its embedding. The face oval's points are
+    left out (the silhouette table models them) and so are the iris centres (gaze_basis turns them)."""
+    basis = np.einsum("e...jd,...j->...ed", model.expression[:, spec.vertex_ids], spec.bary)  # (L, E, 3)
+    out = basis * (np.asarray(gain, np.float64) - 1.0)[None, :, None]
+    out[spec.contour | spec.iris] = 0.0
+    return out
+
+
 def landmark_spec(fmt: str, model: FaceModel) -> LandmarkSpec:
     if fmt == "mediapipe478":
         from ..correspondence import load_correspondence
@@ -162,6 +182,8 @@ def landmark_spec(fmt: str, model: FaceModel) -> LandmarkSpec:
             spec.blendshape_sigma = c["blendshape_sigma"].astype(np.float64)
         if "sigma_yaw" in c:
             spec.sigma_yaw = c["sigma_yaw"].astype(np.float64)
+        if "expression_gain" in c:
+            spec.response_basis = response_basis(model, spec, c["expression_gain"].astype(np.float64))
         return spec
     if fmt == "ibug68":
         ids = np.repeat(model.landmarks_ibug68[:, None], 3, 1)

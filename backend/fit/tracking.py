@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..face_model import FaceModel
+from ..face_model import FaceModel, resolve_antagonists
 from .adjuster import BundleAdjuster, FitConfig
 from .rotations import head_angles
 from .spec import LandmarkSpec
@@ -32,6 +32,11 @@ REFERENCE_FPS = 30.0  # `smoothing` is defined at this rate and rescaled so it m
 # (tests/test_video.py, the Whittaker response to a raised-cosine blink).
 LID_SMOOTHING = 0.3
 LID_SHAPES = ("eyeBlinkLeft", "eyeBlinkRight", "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight")
+# Gaps without a face longer than this (a cut, the face turned away or covered) are bridged by a straight line
+# rather than by the smoother's curve, which overshoots over long spans (measured on the sample clip: a 1.6 s gap
+# filled with a jawOpen of 0.84 and a blink that never happened); shorter gaps (a missed detection, motion blur)
+# take the smoother's curve, which follows the motion around them.
+MAX_SMOOTH_GAP_S = 0.5
 CONFIDENCE_FLOOR = 0.3  # % of eye distance: residuals below this are noise-free for weighting purposes
 BATCH = 256  # frames per batched solve: bounds memory (about 1 MB of Jacobian per frame)
 
@@ -130,12 +135,12 @@ def whittaker(y: np.ndarray, w: np.ndarray, lam: float) -> np.ndarray:
     return solveh_banded(ab, w[:, None] * y)
 
 
-def smooth_track(expr, R, t, confidence, lam: float, ref: int, fast=None):
+def smooth_track(expr, R, t, confidence, lam: float, ref: int, fast=None, max_gap: int | None = None):
     """Smooth and gap-fill (expression, rotation, translation) over the frames.
 
     Rotations are smoothed as rotation vectors of the head's motion relative to frame `ref`, which stay far
     from the 180-degree wrap for any head that still faces the camera. `fast` (E,) marks the expression channels
-    smoothed with LID_SMOOTHING of lam."""
+    smoothed with LID_SMOOTHING of lam; gaps longer than max_gap frames are bridged by straight lines."""
     from scipy.spatial.transform import Rotation
 
     w = np.asarray(confidence, np.float64)
@@ -152,6 +157,11 @@ def smooth_track(expr, R, t, confidence, lam: float, ref: int, fast=None):
     else:  # no smoothing: straight-line gap filling
         for c in range(x.shape[1]):
             out[lo:hi, c] = np.interp(np.arange(lo, hi), ok, x[ok, c])
+    if max_gap is not None:
+        for a, b in zip(ok[:-1], ok[1:]):
+            if b - a - 1 > max_gap:
+                f = (np.arange(a + 1, b) - a) / (b - a)
+                out[a + 1:b] = out[a] + f[:, None] * (out[b] - out[a])
     out[:lo], out[hi:] = out[lo], out[hi - 1]  # hold the first/last seen state over missing ends
     E = expr.shape[1]
     R_out = Rotation.from_rotvec(out[:, E:E + 3]).as_matrix() @ R[ref]
@@ -194,6 +204,7 @@ def track(model: FaceModel, spec: LandmarkSpec, identity, focal: float, points, 
         raise ValueError("no frame has a face")
     expr, R, t = fit_frames(model, spec, identity, focal, points, valid, size, init_expression, device, progress,
                             cancel, scores=scores)
+    expr = resolve_antagonists(expr, model.expression_names)
     a, b = EYE_CORNERS[spec.format]
     iod = np.linalg.norm(points[:, a] - points[:, b], axis=-1)
     err = np.full(len(points), np.nan)
@@ -201,7 +212,9 @@ def track(model: FaceModel, spec: LandmarkSpec, identity, focal: float, points, 
     conf = frame_confidence(err, iod, valid)
     ref = int(reference) if reference is not None and valid[reference] else int(np.nonzero(valid)[0][0])
     lam = smoothing * (fps / REFERENCE_FPS) ** 4
-    e_s, R_s, t_s = smooth_track(expr, R, t, conf, lam, ref, fast=np.isin(model.expression_names, LID_SHAPES))
+    e_s, R_s, t_s = smooth_track(expr, R, t, conf, lam, ref, fast=np.isin(model.expression_names, LID_SHAPES),
+                                 max_gap=int(round(MAX_SMOOTH_GAP_S * fps)))
+    e_s = resolve_antagonists(e_s, model.expression_names)  # smoothing can overlap a pair where one hands over
     err_s = np.full(len(points), np.nan)
     err_s[valid] = landmark_errors(model, spec, identity, focal, size, e_s[valid], R_s[valid], t_s[valid],
                                    points[valid])

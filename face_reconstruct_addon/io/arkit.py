@@ -1,9 +1,10 @@
 """The 52 ARKit blendshape names (the one table the add-on uses) and the conversions from the model's own 53.
 
-Blender's Python has no torch and cannot import the backend, so the list lives here; tests/test_addon_io.py
-compares it with Apple's list and with backend.face_model.ARKIT_52. ICT-FaceKit splits browInnerUp and cheekPuff
-into Left/Right halves and has no tongueOut: the imported head carries the 52 ARKit names exactly, the two whole
-shapes built from the halves (rig_geometry.arkit_deltas), tongueOut made for the tongue object.
+The names and the eye angles are the backend's own (backend/contract.py, loaded by path through shared.py:
+Blender's Python cannot import the backend package). ICT-FaceKit splits browInnerUp and cheekPuff into Left/Right
+halves and has no tongueOut: the imported head carries the 52 ARKit names exactly, the two whole shapes built from
+the halves (rig_geometry.arkit_deltas), tongueOut made for the tongue object. tests/test_addon_io.py compares the
+list with Apple's.
 """
 from __future__ import annotations
 
@@ -11,25 +12,16 @@ import re
 
 import numpy as np
 
-ARKIT_52 = [
-    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
-    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight",
-    "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft",
-    "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight",
-    "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose",
-    "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
-    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight",
-    "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
-    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
-    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
-]
+from ..shared import contract
+
+ARKIT_52 = list(contract.ARKIT_52)
 
 
 # ARKit names ICT splits into halves: the whole shape is the sum of the halves' deltas, its weight the mean of
 # the halves' weights (so a symmetric pose is reproduced exactly; backend.face_model.shape_names_to_arkit).
 SPLIT = ("browInnerUp", "cheekPuff")
-# Eye rotation at eyeLook* weight 1, degrees (backend/face_model.py EYE_LOOK_RANGE_DEG, docs/result-bundle.md).
-EYE_LOOK_RANGE_DEG = {"horizontal": 30.0, "up": 25.0, "down": 30.0}
+# Eye rotation at eyeLook* weight 1, degrees (docs/result-bundle.md): the eye bones turn as the fit reads gaze.
+EYE_LOOK_RANGE_DEG = dict(contract.EYE_LOOK_RANGE_DEG)
 
 
 def arkit_matrix(names: list[str]) -> np.ndarray:
