@@ -61,7 +61,8 @@ def measure_warm(runs: int) -> dict:
             raise SystemExit(f"error: tools/measure_warm_backend.py printed no cold + warm job: {text[-500:]}")
         cold.append(jobs[0][1])
         warm.append(jobs[1][1])
-    return {"cold_s": cold, "warm_s": warm}
+        stages = re.findall(r"job 2 stages: (.*)", text)
+    return {"cold_s": cold, "warm_s": warm, "warm_stages": stages[-1] if stages else ""}
 
 
 def glb_parts(path: Path) -> dict:
@@ -119,7 +120,9 @@ def section(bundle: Path, rows: list[dict], warm: dict | None) -> list[str]:
         lines += ["", f"Reconstruct through the add-on's job runner (`tools/measure_warm_backend.py`, {len(c)} runs: "
                       f"the three photos, no texture): first job {span(c)} s (a new backend server: interpreter, "
                       f"torch and MediaPipe imports, model load; the spread is the disk cache and the other "
-                      f"sessions on the machine), second job {span(w)} s on the same warm server."]
+                      f"sessions on the machine), second job {span(w)} s on the same warm server"
+                      + (f" (the backend's own stages in the last one, s: {warm['warm_stages']}; other = loading "
+                         "the photos and the same-person check)." if warm.get("warm_stages") else ".")]
     lines += ["", "`.venv/bin/python tools/measure_exports.py B` writes this section."]
     return lines
 

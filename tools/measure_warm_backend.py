@@ -41,6 +41,15 @@ def main(argv) -> int:
         assert state == jobs.FINISHED, r.error
         times.append(dt)
         print(f"job {i + 1}: {'warm' if warm else 'cold'} backend, {dt:.1f} s (pid {r.job.client.pid})", flush=True)
+        # Where the backend's own time went (result.json timings_s; "other" = total less the named stages:
+        # loading the photos and the same-person check).
+        import json
+
+        t = json.loads((r.output / "result.json").read_text()).get("timings_s", {})
+        named = {k: float(t[k]) for k in ("detect", "fit", "texture", "export") if k in t}
+        other = float(t.get("total", 0.0)) - sum(named.values())
+        print(f"job {i + 1} stages: " + ", ".join(f"{k} {v:.1f}" for k, v in named.items())
+              + f", other {other:.1f}, total {float(t.get('total', 0.0)):.1f} s", flush=True)
     print(f"second / first: {times[1] / times[0]:.2f}")
     client.shutdown_warm()
     addon.unregister()
