@@ -2,8 +2,10 @@
 """FaceForge project commands (standard library only, so it runs before anything is installed).
 
     python3 build.py setup     create .venv and install requirements.lock (idempotent)
+        [--venv DIR]           ... into DIR instead (the add-on's "Install backend" button uses this)
+    python3 build.py setup-bpy42   create .venv-bpy42 (bpy 4.2, requirements-bpy42.txt) for the 4.2 importer tests
     python3 build.py demo      setup, then reconstruct the bundled sample photos (+ a .blend)
-    python3 build.py test      setup, then run the test suite (pytest)
+    python3 build.py test      setup (both environments), then run the test suite (pytest)
     python3 build.py bench     setup, then run the benchmark (python -m bench)
     python3 build.py package   build the installable Blender extension zip into dist/
     python3 build.py lock      rewrite requirements.lock from .venv (after changing a requirements file)
@@ -26,8 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
+VENV_BPY42 = ROOT / ".venv-bpy42"
 TORCH = "torch==2.13.0"
-STAMP = VENV / ".faceforge-setup"
+STAMP_NAME = ".faceforge-setup"  # in each environment: what it was set up from
 LOCK = ROOT / "requirements.lock"
 GROUPS = ("requirements.txt", "requirements-dev.txt", "requirements-bench.txt", "requirements-ray.txt")
 OPENCV = "opencv-contrib-python"
@@ -35,8 +38,8 @@ OPENCV = "opencv-contrib-python"
 OTHER_OPENCVS = ("opencv-python", "opencv-python-headless", "opencv-contrib-python-headless")
 
 
-def venv_python() -> Path:
-    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+def venv_python(venv: Path = VENV) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
 def _run(cmd, **kw) -> int:
@@ -53,6 +56,10 @@ def _wanted_stamp() -> str:
                           + sys.version.encode()).hexdigest()
 
 
+def _files_stamp(files) -> str:
+    return hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in files) + sys.version.encode()).hexdigest()
+
+
 def _installed(py, names) -> list[str]:
     """Which of the distributions `names` the venv's Python has."""
     code = ("import importlib.metadata as m, sys\n"
@@ -63,41 +70,63 @@ def _installed(py, names) -> list[str]:
     return out.stdout.split()
 
 
-def setup() -> int:
-    if STAMP.is_file() and STAMP.read_text() == _wanted_stamp() and venv_python().exists():
-        probe = _run([venv_python(), "-c", "import torch, mediapipe, cv2, scipy, bpy, numpy"],
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if probe == 0:
-            print(f"setup: {VENV} is up to date")
+def _make_env(env: Path, steps, stamp: str, probe: str, label: str, after=None) -> int:
+    """Create (or bring up to date) the virtualenv `env`: each step is a list of pip arguments, `after(py, pip)`
+    a last repair (0: fine). Every line printed names `env` by its absolute path; the add-on's Install backend
+    shows the "step i/n" lines as progress (face_reconstruct_addon/installer.py)."""
+    env = env.absolute()
+    stamp_file = env / STAMP_NAME
+    if stamp_file.is_file() and stamp_file.read_text() == stamp and venv_python(env).exists():
+        if _run([venv_python(env), "-c", probe], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0:
+            print(f"{label}: {env} is up to date", flush=True)
             return 0
     if sys.version_info[:2] != (3, 11):
-        print(f"setup: warning: Python {sys.version.split()[0]}; bpy 5.0.1 wheels exist for Python 3.11 only",
-              file=sys.stderr)
-    if not venv_python().exists():
-        print(f"setup: creating {VENV}")
-        venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
-    py = venv_python()
+        print(f"{label}: warning: Python {sys.version.split()[0]} ({sys.executable}); bpy wheels exist for "
+              "Python 3.11 only", file=sys.stderr)
+    try:
+        if not venv_python(env).exists():
+            print(f"{label}: creating {env}", flush=True)
+            venv.EnvBuilder(with_pip=True, clear=False).create(env)
+    except OSError as e:
+        print(f"{label}: cannot create {env} ({e.strerror or e})", file=sys.stderr)
+        return 1
+    py = venv_python(env)
     pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    for i, args in enumerate(steps, 1):
+        print(f"{label}: step {i}/{len(steps)}: pip install {' '.join(str(a) for a in args)}", flush=True)
+        if _run(pip + list(args)) != 0:
+            print(f"{label}: pip failed in {env} (see above); nothing else was changed", file=sys.stderr)
+            return 1
+    if after is not None and after(py, pip) != 0:
+        print(f"{label}: pip failed in {env} (see above)", file=sys.stderr)
+        return 1
+    stamp_file.write_text(stamp)
+    print(f"{label}: done ({py})", flush=True)
+    return 0
+
+
+def _one_opencv(py, pip) -> int:
+    """A .venv made before the lock has opencv-python too; removing it deletes cv2/ files the two shared, so the
+    one OpenCV is then installed again over what is left."""
+    extra = _installed(py, OTHER_OPENCVS)
+    if not extra:
+        return 0
+    fix = ([py, "-m", "pip", "uninstall", "-y", "-q", *extra], pip + ["--no-deps", "--force-reinstall", _pin(OPENCV)])
+    return 1 if any(_run(cmd) != 0 for cmd in fix) else 0
+
+
+def setup(env: Path = VENV) -> int:
     # torch first, with its own dependencies (the CUDA build's nvidia-* wheels differ from the CPU build's),
     # from FACEFORGE_TORCH_INDEX when set; the lock then finds it installed (its pin has no +cpu/+cuXXX label)
-    torch = pip + [TORCH] + (["--index-url", _torch_index()] if _torch_index() else [])
-    steps = [pip + ["--upgrade", "pip"], torch, pip + ["--no-deps", "-r", LOCK]]
-    for cmd in steps:
-        if _run(cmd) != 0:
-            print("setup: pip failed (see above)", file=sys.stderr)
-            return 1
-    # a .venv made before the lock has opencv-python too; removing it deletes cv2/ files the two shared, so
-    # the one OpenCV is then installed again over what is left
-    extra = _installed(py, OTHER_OPENCVS)
-    if extra:
-        fix = ([py, "-m", "pip", "uninstall", "-y", "-q", *extra],
-               pip + ["--no-deps", "--force-reinstall", _pin(OPENCV)])
-        if any(_run(cmd) != 0 for cmd in fix):
-            print("setup: pip failed (see above)", file=sys.stderr)
-            return 1
-    STAMP.write_text(_wanted_stamp())
-    print(f"setup: done ({py})")
-    return 0
+    torch = [TORCH] + (["--index-url", _torch_index()] if _torch_index() else [])
+    return _make_env(env, [["--upgrade", "pip"], torch, ["--no-deps", "-r", LOCK]], _wanted_stamp(),
+                     "import torch, mediapipe, cv2, scipy, bpy, numpy", "setup", after=_one_opencv)
+
+
+def setup_bpy42() -> int:
+    """The oldest supported Blender as a module, for the importer tests (tests/test_blender_versions.py)."""
+    return _make_env(VENV_BPY42, [["--upgrade", "pip"], ["-r", ROOT / "requirements-bpy42.txt"]],
+                     _files_stamp(("requirements-bpy42.txt",)), "import bpy, numpy, PIL, pytest", "setup-bpy42")
 
 
 def _pins(path: Path) -> dict[str, str]:
@@ -164,7 +193,7 @@ def demo() -> int:
 
 
 def test(extra) -> int:
-    if setup():
+    if setup() or setup_bpy42():
         return 1
     return _run([venv_python(), "-m", "pytest", *(extra or ["-q"])])
 
@@ -185,12 +214,14 @@ def package() -> int:
 
 
 def main(argv) -> int:
-    if not argv or argv[0] not in {"setup", "demo", "test", "bench", "package", "lock"}:
+    if not argv or argv[0] not in {"setup", "setup-bpy42", "demo", "test", "bench", "package", "lock"}:
         print(__doc__)
         return 2
     cmd, extra = argv[0], argv[1:]
-    handlers = {"setup": setup, "demo": demo, "package": package, "lock": lock, "test": lambda: test(extra),
-                "bench": lambda: bench(extra)}
+    if cmd == "setup" and extra[:1] == ["--venv"] and len(extra) == 2:
+        return setup(Path(extra[1]).expanduser().absolute())
+    handlers = {"setup": setup, "setup-bpy42": setup_bpy42, "demo": demo, "package": package, "lock": lock,
+                "test": lambda: test(extra), "bench": lambda: bench(extra)}
     return handlers[cmd]()
 
 

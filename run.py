@@ -2,11 +2,13 @@
 
     blender -b -P run.py -- --images A.jpg B.jpg --output head.blend [--glb head.glb]
     python run.py --images A.jpg B.jpg --output head.blend [--glb head.glb]    (bpy module)
-    python run.py --from-bundle RESULT_DIR --output head.blend [--export-glb head.glb]
-        [--export-csv take.csv] [--transfer-from OTHER_BUNDLE_OR_TAKE.csv]
+    python run.py --from-bundle RESULT_DIR --output head.blend [--export-glb head.glb] [--export-fbx head.fbx]
+        [--export-csv take.csv] [--transfer-from OTHER_BUNDLE_OR_TAKE.csv] [--view NAME|INDEX] [--link-textures]
 
 Runs the same client and importer as the add-on's Reconstruct button (backend in a subprocess,
 result bundle imported into a fresh scene); --images also takes a video file (the backend tracks it).
+The saved scene opens neutral, looking through the first view's camera (--view: another), lit and set to
+render; its textures and photos are packed into it (--link-textures: kept as paths into the bundle).
 --from-bundle imports an existing result bundle instead of running the backend. Exit code 0 on
 success; otherwise one line on stderr ("error: <file>: <what is wrong>") and 1 (2 bad input, 3 setup,
 4 output, 130 cancelled).
@@ -41,7 +43,15 @@ def parse(argv):
     ap.add_argument("--output", required=True, help=".blend file to write")
     ap.add_argument("--glb", "--export-glb", dest="glb",
                     help="also export a binary glTF: ARKit-named morph targets, skin and the animation")
+    ap.add_argument("--glb-compression", choices=["none", "sparse", "draco"], default="sparse",
+                    help="the .glb's meshes: morph targets dense, sparse accessors (default), or sparse with the "
+                         "base meshes Draco-compressed (Blender's Draco encoder leaves morph targets out)")
+    ap.add_argument("--export-fbx", help="also export the head as FBX (Unreal / Unity): ARKit-named blend shapes")
     ap.add_argument("--export-csv", help="also write the expression animation as a Live Link Face CSV")
+    ap.add_argument("--view", default="", help="the view camera the saved scene looks through (name or index; "
+                                               "default: the first)")
+    ap.add_argument("--link-textures", action="store_true",
+                    help="keep textures and photos as paths into the bundle instead of packing them into the .blend")
     ap.add_argument("--transfer-from", help="before saving, key this result bundle's animation (or its first "
                                             "view) or this Live Link Face CSV onto the head")
     ap.add_argument("--bundle", help="keep the result bundle in this folder (default: temporary, photos packed)")
@@ -95,7 +105,7 @@ def run(args) -> None:
     output = Path(args.output).expanduser().resolve()
     if output.suffix.lower() != ".blend":
         raise RunError(f"{output}: --output must end in .blend", "bad_input")
-    extra = (args.glb, args.render, args.export_csv)
+    extra = (args.glb, args.render, args.export_csv, args.export_fbx)
     for target in [output] + [Path(p).expanduser().resolve() for p in extra if p]:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -119,11 +129,12 @@ def run(args) -> None:
         if from_bundle is not None:
             try:
                 check_bundle(from_bundle)
-                imported = importer.import_bundle(from_bundle)
+                imported = importer.import_bundle(from_bundle, pack_textures=not args.link_textures)
             except (importer.BundleError, contract.ResultSchemaError) as e:
                 raise RunError(str(e), "bad_input") from e
         else:
             imported = _reconstruct(args, images, bpy, jobs)
+        _choose_view(imported, args.view, bpy)
         for w in (imported.get("animation") or {}).get("warnings", []):
             print(f"warning: {w}", file=sys.stderr)
         if transfer_from is not None:
@@ -136,10 +147,19 @@ def run(args) -> None:
         if args.glb:
             glb = Path(args.glb).expanduser().resolve()
             try:
-                animation.export_glb(glb, bpy.context.scene)
+                size = animation.export_glb(glb, bpy.context.scene, rig=imported["rig"],
+                                            draco=args.glb_compression == "draco",
+                                            sparse=args.glb_compression in ("sparse", "draco"))
             except RuntimeError as e:
                 raise RunError(f"{glb}: glTF export failed ({str(e).strip().splitlines()[-1]})", "output") from e
-            print(f"saved {glb}", file=sys.stderr)
+            print(f"saved {glb} ({size / 1e6:.1f} MB)", file=sys.stderr)
+        if args.export_fbx:
+            fbx = Path(args.export_fbx).expanduser().resolve()
+            try:
+                size = animation.export_fbx(fbx, bpy.context.scene, imported["rig"])
+            except RuntimeError as e:
+                raise RunError(f"{fbx}: FBX export failed ({str(e).strip().splitlines()[-1]})", "output") from e
+            print(f"saved {fbx} ({size / 1e6:.1f} MB)", file=sys.stderr)
         if args.export_csv:
             csv_path = Path(args.export_csv).expanduser().resolve()
             try:
@@ -150,10 +170,27 @@ def run(args) -> None:
         if args.render and imported["cameras"]:
             from face_reconstruct_addon import render
 
-            path = render.render_view(imported["rig"], imported["cameras"][0], args.render)
+            cam = bpy.context.scene.camera if bpy.context.scene.camera in imported["cameras"] else imported["cameras"][0]
+            path = render.render_view(imported["rig"], cam, args.render)
             print(f"saved {path}", file=sys.stderr)
     finally:
         jobs.abort_active()
+
+
+def _choose_view(imported: dict, view: str, bpy) -> None:
+    """Look through the chosen view's camera; the head stays neutral (Fitted Views applies a view's expression)."""
+    from face_reconstruct_addon import importer
+
+    cams = imported["cameras"]
+    if not view or not cams:
+        return
+    cam = next((c for c in cams if c.name.endswith("_cam_" + view)), None)
+    if cam is None and view.isdigit() and int(view) < len(cams):
+        cam = cams[int(view)]
+    if cam is None:
+        names = ", ".join(c.name.rsplit("_cam_", 1)[-1] for c in cams)
+        raise RunError(f"--view {view}: no such view (the views are {names})", "bad_input")
+    importer.apply_view(imported["rig"], cam, bpy.context.scene, expression=False)
 
 
 def _transfer(source: Path, imported: dict, bpy) -> None:
@@ -190,6 +227,7 @@ def _reconstruct(args, images, bpy, jobs) -> dict:
     s.texture_size = str(args.texture_size) if str(args.texture_size) in {"0", "512", "1024", "2048", "4096"} \
         else "2048"
     python, root, _ = backend_paths.resolve(args.python, args.backend_root)
+    s.pack_textures = not args.link_textures
     runner = jobs.Runner()
     try:
         runner.start(bpy.context, python=python, root=root,

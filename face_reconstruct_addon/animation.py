@@ -17,49 +17,18 @@ import numpy as np
 from mathutils import Matrix, Quaternion
 
 from . import compat
-from .tables import control_map
+from .io.arkit import ARKIT_52, EYE_LOOK_RANGE_DEG
+from .io.bundle import load_animation
+from .io.cameras import head_angles as _angles_blender, head_motion as _head_motion
+from .scene.cameras import make_video_camera, video_camera  # noqa: F401 (video_camera: public)
+from .scene.rig import add_shape_driver
 
 HEAD_BONE = "head"
 ACTION_GROUP_EXPR = "Expression"
-# ARKit eyeLook* at 1.0 (same scale the eye-bone drivers use, importer.EYE_YAW_RAD / EYE_PITCH_RAD).
-EYE_YAW_RAD, EYE_PITCH_RAD = 0.52, 0.44
 
 
 class AnimationError(Exception):
-    """A problem with a bundle's animation or a rig's animation; one line for the user."""
-
-
-# -- bundle -> Blender ---------------------------------------------------------------------------
-def load_animation(bundle: Path, doc: dict, names: list[str]) -> dict:
-    """The `animation` section with its arrays, checked against the bundle's 53 expression names."""
-    anim = dict(doc["animation"])
-    path = bundle / anim.get("file", "animation.npz")
-    if not path.is_file():
-        raise AnimationError(f"{path}: animation file is missing")
-    try:
-        with np.load(path) as d:
-            arr = {k: d[k] for k in d.files}
-    except Exception as e:  # damaged zip / pickle refusal
-        raise AnimationError(f"{path}: unreadable ({e.__class__.__name__}: {e})") from e
-    for k in ("expression", "R", "t"):
-        if k not in arr:
-            raise AnimationError(f"{path}: no '{k}' array")
-    n = len(arr["expression"])
-    if n == 0:
-        raise AnimationError(f"{path}: no frames")
-    if arr["expression"].shape != (n, len(names)):
-        raise AnimationError(f"{path}: expression is {arr['expression'].shape}, expected ({n}, {len(names)})")
-    if arr["R"].shape != (n, 3, 3) or arr["t"].shape != (n, 3):
-        raise AnimationError(f"{path}: R / t shapes {arr['R'].shape} / {arr['t'].shape} do not match {n} frames")
-    frame = np.asarray(arr.get("frame", np.arange(n)), np.int64)
-    if len(frame) != n or (np.diff(frame) <= 0).any():
-        raise AnimationError(f"{path}: 'frame' must be {n} increasing video frame numbers")
-    ref = int(anim.get("reference_frame", 0))
-    if not 0 <= ref < n:
-        raise AnimationError(f"{path}: reference_frame {ref} is outside 0..{n - 1}")
-    anim.update(expression=arr["expression"].astype(np.float64), R=arr["R"].astype(np.float64),
-                t=arr["t"].astype(np.float64), frame=frame, reference_frame=ref, path=path)
-    return anim
+    """A problem with a rig's animation; one line for the user."""
 
 
 def set_scene_rate(scene, fps: float) -> None:
@@ -70,16 +39,8 @@ def set_scene_rate(scene, fps: float) -> None:
 
 
 def head_motion(R_ref, t_ref, R_k, t_k) -> Matrix:
-    """Rigid motion of frame k in Blender space: model X -> R_ref^T (R_k X + t_k - t_ref) (cm, model
-    axes, docs/result-bundle.md), conjugated by the model->Blender axis change and scaled to metres."""
-    from .importer import AXIS, SCALE
-
-    rot = AXIS @ R_ref.T @ R_k @ AXIS.T
-    loc = AXIS @ (R_ref.T @ (t_k - t_ref)) * SCALE
-    m = np.eye(4)
-    m[:3, :3] = rot
-    m[:3, 3] = loc
-    return Matrix(m.tolist())
+    """Rigid motion of frame k in Blender space (io.cameras.head_motion) as a mathutils Matrix."""
+    return Matrix(_head_motion(R_ref, t_ref, R_k, t_k).tolist())
 
 
 def _bone_rest(rig, bone: str) -> Matrix:
@@ -124,41 +85,34 @@ def key_head_motion(rig, action, slot, frames, motions, bone: str = HEAD_BONE) -
                         [q[i] for q in quats])
 
 
-def import_animation(created, coll, bundle: Path, doc: dict, rig, names: list[str], scene) -> dict:
-    """Keys the rig (expression controls + head bone) and makes the video camera; returns
+def import_animation(created, coll, bundle, rig, scene) -> dict:
+    """Keys the rig (the 52 ARKit controls + head bone) and makes the video camera; returns
     {"action", "camera", "frame_start", "frame_end", "fps", "warnings"}."""
-    from .importer import BundleError
-
-    try:
-        anim = load_animation(bundle, doc, names)
-    except AnimationError as e:
-        raise BundleError(str(e)) from e
-    expr, R, t, frame, ref = anim["expression"], anim["R"], anim["t"], anim["frame"], anim["reference_frame"]
+    anim = load_animation(bundle)
+    arkit, R, t, frame, ref = anim["arkit"], anim["R"], anim["t"], anim["frame"], anim["reference_frame"]
     video_fps = float(anim.get("video_fps") or 0) or float(anim.get("fps") or 30.0) * int(anim.get("frame_step") or 1)
     frames = (1 + frame).astype(np.float64)
     warnings = []
 
     action = created.add(bpy.data.actions, bpy.data.actions.new(f"{rig.name}_video"))
     slot = compat.assign_action(rig, action)
-    # Every control is keyed, those without a column (ARKit's combined browInnerUp / cheekPuff,
-    # tongueOut) at 0, so an expression applied from a photo view cannot leak into the animation.
-    controls, _ = control_map(names)
-    for p in controls:
-        vals = expr[:, names.index(p)] if p in names else np.zeros(len(frames))
+    # Every control is keyed (tongueOut at 0), so an expression applied from a photo view cannot leak into the
+    # animation.
+    for i, p in enumerate(ARKIT_52):
         fc = compat.new_fcurve(action, slot, f'["{p}"]', 0, ACTION_GROUP_EXPR)
-        compat.set_keys(fc, frames, np.clip(vals, 0.0, 1.0))
+        compat.set_keys(fc, frames, np.clip(arkit[:, i], 0.0, 1.0))
 
     key_head_motion(rig, action, slot, frames, [head_motion(R[ref], t[ref], R[k], t[k]) for k in range(len(frames))])
 
     set_scene_rate(scene, video_fps)
     scene.frame_start, scene.frame_end = int(frames[0]), int(frames[-1])
     scene.frame_current = int(frames[0])
-    cam = _make_video_camera(created, coll, rig, anim, R[ref], t[ref], warnings)
+    cam = make_video_camera(created, coll, rig, anim, R[ref], t[ref], warnings)
     rig["faceforge_animation"] = {
         "fps": float(anim.get("fps") or video_fps), "video_fps": video_fps,
         "frame_step": int(anim.get("frame_step") or 1), "n_frames": int(len(frames)),
         "frame_start": int(frames[0]), "frame_end": int(frames[-1]), "reference_frame": int(ref),
-        "source_path": str(anim.get("source_path", "")),
+        "source_path": str(anim.get("source_path", "")), "gaze": anim["gaze_deg"] is not None,
     }
     for w in warnings:
         print(f"FaceForge: {w}")
@@ -166,61 +120,7 @@ def import_animation(created, coll, bundle: Path, doc: dict, rig, names: list[st
             "fps": video_fps, "warnings": warnings}
 
 
-def _make_video_camera(created, coll, rig, anim, R_ref, t_ref, warnings):
-    from .importer import SCALE, camera_intrinsics, camera_matrix_world
-
-    cam = anim.get("camera") or {}
-    w, h = int(anim.get("width") or 0), int(anim.get("height") or 0)
-    name = f"{coll.name}_cam_video"
-    data = created.add(bpy.data.cameras, bpy.data.cameras.new(name))
-    if cam and w and h:
-        camera_intrinsics(data, cam, w, h)
-    dist = float(np.linalg.norm(t_ref)) * SCALE
-    data.clip_start = max(0.001, dist * 0.05)
-    data.clip_end = max(10.0, dist * 20)
-    obj = created.add(bpy.data.objects, bpy.data.objects.new(name, data))
-    coll.objects.link(obj)
-    obj.matrix_world = camera_matrix_world(R_ref, t_ref)
-    # Not "faceforge_rig": that marks photo-view cameras (importer.view_cameras / apply_view).
-    obj["faceforge_video_rig"] = rig
-    obj["faceforge_size"] = [w, h]
-    src = str(anim.get("source_path") or "")
-    obj["faceforge_video"] = src
-    clip = None
-    if not src or not Path(src).is_file():
-        warnings.append(f"{src or '(no path)'}: video not found; the video camera has no background")
-    else:
-        try:
-            clip = created.add(bpy.data.movieclips, bpy.data.movieclips.load(src, check_existing=False))
-        except RuntimeError as e:
-            warnings.append(f"{src}: cannot open the video ({str(e).strip().splitlines()[-1]}); "
-                            "the video camera has no background")
-    if clip is not None:
-        clip.frame_start = 1  # clip frame f (1-based) = source frame f-1 = scene frame f, see module doc
-        bg = data.background_images.new()
-        bg.source = "MOVIE_CLIP"
-        bg.clip = clip
-        bg.use_camera_clip = False
-        bg.frame_method = "STRETCH"
-        bg.alpha = 1.0
-        data.show_background_images = True
-    return obj
-
-
-def video_camera(rig):
-    return next((o for o in bpy.data.objects if o.type == "CAMERA" and o.get("faceforge_video_rig") == rig), None)
-
-
 # -- rig -> per-frame data -------------------------------------------------------------------------
-def shapes_from_controls(controls: list[str]) -> list[str]:
-    """The rig's shape names: controls = shapes + ARKit extras (tables.control_map), so the shortest
-    prefix that reproduces the control list is the shape list."""
-    for k in range(len(controls) + 1):
-        if control_map(controls[:k])[0] == list(controls):
-            return list(controls[:k])
-    return list(controls)
-
-
 def rig_controls(rig) -> list[str]:
     return [str(p) for p in rig.get("faceforge_controls", [])]
 
@@ -257,15 +157,8 @@ def rig_controls_at(rig, frames) -> dict[str, np.ndarray]:
 
 
 def effective_weights(controls: list[str], values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-shape weights the drivers produce (a half's own control + the combined ARKit control), plus
-    the standard ARKit names ICT splits (browInnerUp = mean of its effective halves) and tongueOut."""
-    shapes = shapes_from_controls(controls)
-    _, drivers = control_map(shapes)
-    out = {s: sum(values[p] for p in drivers[s]) for s in shapes}
-    for extra in controls[len(shapes):]:
-        halves = [out[extra + side] for side in ("Left", "Right") if extra + side in out]
-        out[extra] = sum(halves) / len(halves) if halves else values[extra]
-    return out
+    """Per-shape weights: the rig's controls are the 52 ARKit shapes, each driving the key of its own name."""
+    return {p: values[p] for p in controls}
 
 
 def head_motion_at(rig, frames, bone: str = HEAD_BONE) -> list[Matrix] | None:
@@ -303,24 +196,13 @@ def head_motion_at(rig, frames, bone: str = HEAD_BONE) -> list[Matrix] | None:
 
 
 def head_angles(motion: Matrix) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) in radians of a head motion in model axes (+Y up, +Z out of the face, +X the
-    subject's left), R = Ry(yaw) Rx(pitch) Rz(roll): yaw > 0 turns the face towards the subject's left,
-    pitch > 0 tilts it down, roll > 0 lifts the subject's left side. Live Link Face's own sign
-    conventions are undocumented; these are ours."""
-    from .importer import AXIS
-
-    r = np.array(motion.to_3x3())
-    rm = AXIS.T @ r @ AXIS
-    pitch = math.asin(max(-1.0, min(1.0, -rm[1, 2])))
-    yaw = math.atan2(rm[0, 2], rm[2, 2])
-    roll = math.atan2(rm[1, 0], rm[1, 1])
-    return yaw, pitch, roll
+    """(yaw, pitch, roll) in radians of a head motion (io.cameras.head_angles: model axes, Live Link Face's own
+    sign conventions are undocumented; these are ours)."""
+    return _angles_blender(np.array(motion.to_3x3()))
 
 
 def livelink_columns(rig, frames) -> tuple[dict, dict]:
     """(shapes, angles) columns for livelink_csv.write: the 52 ARKit weights and head / eye angles."""
-    from .tables import ARKIT_52
-
     controls = rig_controls(rig)
     eff = effective_weights(controls, rig_controls_at(rig, frames))
     n = len(frames)
@@ -333,10 +215,11 @@ def livelink_columns(rig, frames) -> tuple[dict, dict]:
     # Same mapping as the eye-bone drivers: yaw > 0 looks towards the subject's left, pitch > 0 up.
     z = np.zeros(n)
     g = lambda k: eff.get(k, z)  # noqa: E731
-    angles["LeftEyeYaw"] = (g("eyeLookOutLeft") - g("eyeLookInLeft")) * EYE_YAW_RAD
-    angles["RightEyeYaw"] = (g("eyeLookInRight") - g("eyeLookOutRight")) * EYE_YAW_RAD
-    angles["LeftEyePitch"] = (g("eyeLookUpLeft") - g("eyeLookDownLeft")) * EYE_PITCH_RAD
-    angles["RightEyePitch"] = (g("eyeLookUpRight") - g("eyeLookDownRight")) * EYE_PITCH_RAD
+    h, up, down = (math.radians(EYE_LOOK_RANGE_DEG[k]) for k in ("horizontal", "up", "down"))
+    angles["LeftEyeYaw"] = (g("eyeLookOutLeft") - g("eyeLookInLeft")) * h
+    angles["RightEyeYaw"] = (g("eyeLookInRight") - g("eyeLookOutRight")) * h
+    angles["LeftEyePitch"] = g("eyeLookUpLeft") * up - g("eyeLookDownLeft") * down
+    angles["RightEyePitch"] = g("eyeLookUpRight") * up - g("eyeLookDownRight") * down
     return shapes, angles
 
 
@@ -391,7 +274,7 @@ def _driven_meshes(rig):
 
 
 @contextlib.contextmanager
-def baked_shape_keys(scene=None):
+def baked_shape_keys(scene=None, only_rig=None):
     """While inside: each animated FaceForge rig's driven shape-key values are keyed per frame on the
     meshes' Keys and those drivers are removed; everything is put back afterwards.
 
@@ -401,12 +284,11 @@ def baked_shape_keys(scene=None):
     KEY slot of the rig's own action, so the exporter (merging by action) writes one animation with
     the head motion and the weights.
     """
-    from .importer import _add_driver
-
     scene = scene or bpy.context.scene
     undo = []
     try:
-        for rig in [o for o in scene.objects if o.type == "ARMATURE" and "faceforge_controls" in o]:
+        for rig in [o for o in scene.objects if o.type == "ARMATURE" and "faceforge_controls" in o
+                    and (only_rig is None or o == only_rig)]:
             ad = rig.animation_data
             frames_keyed = rig_key_frames(rig)
             if ad is None or ad.action is None or not frames_keyed:
@@ -448,14 +330,56 @@ def baked_shape_keys(scene=None):
                     compat.remove_fcurve(action, slot, fc)
                 action.slots.remove(slot)
             for shape, props in spec.items():
-                _add_driver(key, shape, rig, props)
+                add_shape_driver(key, shape, rig, props[0])
 
 
-def export_glb(filepath, scene=None, animations: bool = True) -> None:
-    """glTF binary of the scene: meshes with their ARKit-named morph targets, the skin, cameras and,
-    with `animations`, every action (rig head motion + baked shape-key weights)."""
-    if animations:
-        with baked_shape_keys(scene):
-            compat.export_glb(str(filepath), animations=True)
-    else:
-        compat.export_glb(str(filepath), animations=False)
+@contextlib.contextmanager
+def only_selected(rig, context=None):
+    """While inside: exactly the rig and its meshes are selected (the exporters' use_selection), the rig active;
+    the previous selection and active object come back afterwards."""
+    context = context or bpy.context
+    vl = context.view_layer
+    before = [o for o in vl.objects if o.select_get(view_layer=vl)]
+    active = vl.objects.active
+    try:
+        for o in before:
+            o.select_set(False, view_layer=vl)
+        for o in [rig] + [c for c in rig.children if c.type == "MESH"]:
+            o.select_set(True, view_layer=vl)
+        vl.objects.active = rig
+        yield
+    finally:
+        for o in vl.objects:
+            o.select_set(o in before, view_layer=vl)
+        vl.objects.active = active
+
+
+def export_glb(filepath, scene=None, animations: bool = True, rig=None, draco: bool = False,
+               sparse: bool = False) -> int:
+    """glTF binary of one head (`rig`: its armature and meshes, with their 52 ARKit-named morph targets and the
+    skin; None: the whole scene) and, with `animations`, its actions (head motion + baked shape-key weights).
+    Only one rig per file, so joint names are unique. Returns the file's size in bytes."""
+    scene = scene or bpy.context.scene
+    filepath = Path(filepath).absolute()
+    ctx = contextlib.nullcontext() if rig is None else only_selected(rig)
+    with ctx:
+        if animations:
+            with baked_shape_keys(scene, rig):
+                compat.export_glb(str(filepath), animations=True, selection=rig is not None, draco=draco,
+                                  sparse=sparse)
+        else:
+            compat.export_glb(str(filepath), animations=False, selection=rig is not None, draco=draco, sparse=sparse)
+    return filepath.stat().st_size
+
+
+def export_fbx(filepath, scene, rig, animations: bool = True) -> int:
+    """FBX of one head for Unreal / Unity (compat.export_fbx): the shape keys become blend shapes under their
+    ARKit names. Returns the file's size in bytes."""
+    filepath = Path(filepath).absolute()
+    with only_selected(rig):
+        if animations and rig.animation_data and rig.animation_data.action:
+            with baked_shape_keys(scene, rig):
+                compat.export_fbx(str(filepath), animations=True)
+        else:
+            compat.export_fbx(str(filepath), animations=False)
+    return filepath.stat().st_size

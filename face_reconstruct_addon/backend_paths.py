@@ -2,7 +2,9 @@
 
 Order: explicit setting (add-on preferences / run.py flag) > environment (FACEFORGE_PYTHON,
 FACEFORGE_ROOT) > the checkout the add-on sits in (<repo>/face_reconstruct_addon -> <repo>, whose
-`.venv` is made by `python build.py setup`).
+`.venv` is made by `python build.py setup`) > the backend source shipped inside the extension
+(<extension>/backend_src, whose environment the preferences' "Install backend" button makes in the
+extension's user folder). Every path returned is absolute.
 """
 from __future__ import annotations
 
@@ -13,14 +15,16 @@ from .client import default_python
 from .shared import load_module
 
 ADDON_DIR = Path(__file__).resolve().parent
+SHIPPED_ROOT = ADDON_DIR / "backend_src"  # tools/package_extension.py puts backend/, weights/, build.py here
 
 
 def _is_root(p: Path) -> bool:
     return (p / "backend" / "__init__.py").is_file()
 
 
-def resolve(python: str = "", root: str = "") -> tuple[str, str, list[str]]:
-    """(python, root, notes); notes say where each came from or what is missing."""
+def resolve(python: str = "", root: str = "", venv_dir: str | None = None) -> tuple[str, str, list[str]]:
+    """(python, root, notes); notes say where each came from or what is missing. venv_dir: where the
+    environment of the shipped backend lives (the extension's user folder)."""
     notes = []
     root_p = Path(bpy_abspath(root)) if root else None
     if root_p is None and os.environ.get("FACEFORGE_ROOT"):
@@ -34,17 +38,30 @@ def resolve(python: str = "", root: str = "") -> tuple[str, str, list[str]]:
             root_p = cand
     if root_p is None and _is_root(ADDON_DIR.parent):
         root_p = ADDON_DIR.parent
+    if root_p is None and _is_root(SHIPPED_ROOT):
+        root_p = SHIPPED_ROOT
+        notes.append("backend shipped with the extension")
     if root_p is None:
         notes.append("backend folder not found: set it in the add-on preferences or FACEFORGE_ROOT")
-        root_p = Path("")
+        root_p = ADDON_DIR.parent
+    root_p = root_p.absolute()
     if python:
         py = Path(bpy_abspath(python))
     elif py_env:
         py = Path(py_env)
         notes.append("Python from FACEFORGE_PYTHON")
     else:
-        py = default_python(root_p)
-    return str(py), str(root_p), notes
+        py = venv_python(Path(venv_dir)) if (root_p == SHIPPED_ROOT and venv_dir) else default_python(root_p)
+    return str(Path(py).absolute()), str(root_p), notes
+
+
+def venv_python(env: Path) -> Path:
+    return env / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+def venv_of(python: str) -> Path:
+    """The virtualenv folder of an interpreter path (<env>/bin/python -> <env>)."""
+    return Path(python).absolute().parent.parent
 
 
 def bpy_abspath(p: str) -> str:

@@ -7,6 +7,7 @@ caller never blocks, and ends it (cancel, then terminate, then kill) so no orpha
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
@@ -72,12 +73,16 @@ class BackendClient:
         self.stderr_tail: deque = deque(maxlen=stderr_lines)
         self._next_id = 0
         self._threads: list[threading.Thread] = []
+        self.ready_event: dict | None = None  # the server's "ready" line, once seen
+        self.jobs_run = 0
 
     # -- process ---------------------------------------------------------------------------------
     def start(self) -> None:
+        # Absolute paths in every message: a relative one says nothing about where it was looked for.
+        self.python, self.root = os.path.abspath(self.python), os.path.abspath(self.root)
         if not Path(self.python).is_file():
-            raise BackendError(f"{self.python}: backend Python not found (set it in the add-on preferences "
-                               f"or run `python build.py setup`)", "setup")
+            raise BackendError(f"{self.python}: backend Python not found (press Install backend in the add-on "
+                               f"preferences, or set its path there)", "setup")
         if not (Path(self.root) / "backend" / "__init__.py").is_file():
             raise BackendError(f"{self.root}: no backend/ package here (set the backend folder in the "
                                f"add-on preferences)", "setup")
@@ -110,6 +115,8 @@ class BackendClient:
                 self.stderr_tail.append(line)
                 continue
             if isinstance(ev, dict):
+                if ev.get("event") == "ready":
+                    self.ready_event = ev
                 self.events.put(ev)
         self.events.put({"event": "_eof"})
 
@@ -207,8 +214,13 @@ class ReconstructJob:
     result (the server's result event) or error (one line).
     """
 
-    def __init__(self, python: str, root: str, inputs: list[str], output: str, options: dict | None = None):
-        self.client = BackendClient(python, root)
+    def __init__(self, python: str, root: str, inputs: list[str], output: str, options: dict | None = None,
+                 client: BackendClient | None = None, keep_alive: bool = False):
+        """client: a running server to reuse (warm); keep_alive: leave the server running after a job that
+        ended normally (done, a user error, or a cancel it answered), for the next job."""
+        self.client = client or BackendClient(python, root)
+        self.keep_alive = keep_alive
+        self.warm = client is not None and client.alive()
         self.inputs, self.output, self.options = [str(p) for p in inputs], str(output), dict(options or {})
         self.state = "new"
         self.stage, self.fraction, self.message = "starting", 0.0, "Starting the backend"
@@ -220,6 +232,7 @@ class ReconstructJob:
         self.ready = False  # the server said "ready": a later exit is a crash, not a failed start
         self._cancel_sent_at = None
         self._swept = False
+        self._answered = False  # the server sent this request's final event (result or error)
 
     @property
     def finished(self) -> bool:
@@ -228,7 +241,12 @@ class ReconstructJob:
     def start(self) -> None:
         self.started_at = time.monotonic()
         self.state = "running"
-        self.client.start()
+        if self.client.alive():
+            self.client.poll()  # events left over from an earlier job on this server
+            self.ready = self.client.ready_event is not None
+        else:
+            self.client.start()
+        self.client.jobs_run += 1
         self.request_id = self.client.request("reconstruct", inputs=self.inputs, output=self.output,
                                               options=self.options)
 
@@ -244,12 +262,17 @@ class ReconstructJob:
             if time.monotonic() - self._cancel_sent_at > 10.0:  # backend ignores cancel: end it
                 self._finish("cancelled", error="Cancelled")
         if self.finished:
-            # After its final event the backend has nothing left to write; a clean interpreter exit
-            # (torch and MediaPipe teardown) takes ~2 s that Blender's UI would sit frozen waiting
-            # for, so it gets a moment and is then terminated.
-            self.client.stop(grace=0.3)
+            if not (self.keep_alive and self._reusable()):
+                # After its final event the backend has nothing left to write; a clean interpreter exit
+                # (torch and MediaPipe teardown) takes ~2 s that Blender's UI would sit frozen waiting
+                # for, so it gets a moment and is then terminated.
+                self.client.stop(grace=0.3)
             self._sweep()
         return self.finished
+
+    def _reusable(self) -> bool:
+        """The server is alive and idle: it sent this job's final event itself (not a crash or a forced end)."""
+        return self.client.alive() and self.error_code not in ("crash", "timeout") and self._answered
 
     def _sweep(self) -> None:
         """A backend that died (or was ended) mid-write leaves its temp folder, or the earlier
@@ -271,11 +294,12 @@ class ReconstructJob:
                 self._finish("error", error=problem, code="setup")
                 return
             self.ready = True
-        elif kind == "progress":
+        elif kind == "progress" and ev.get("id") in (None, self.request_id):
             self.stage = str(ev.get("stage", self.stage))
             self.fraction = float(ev.get("fraction", self.fraction) or 0.0)
             self.message = str(ev.get("message", "") or self.stage)
         elif kind == "result" and ev.get("id") == self.request_id:
+            self._answered = True
             if self._cancel_sent_at is not None:
                 # Finished before it saw the cancel: the user still asked for nothing to be imported.
                 self._finish("cancelled", error="Cancelled")
@@ -284,6 +308,7 @@ class ReconstructJob:
             self.fraction, self.message = 1.0, "Done"
             self._finish("done")
         elif kind == "error" and ev.get("id") in (None, self.request_id):
+            self._answered = ev.get("id") == self.request_id
             code = ev.get("code", "error")
             if code == "cancelled" or self._cancel_sent_at is not None:
                 self._finish("cancelled", error="Cancelled")
@@ -323,6 +348,7 @@ class ReconstructJob:
 
     def abort(self) -> None:
         """Cancel and wait until the process is gone (used on unregister / file load / errors)."""
+        self.keep_alive = False
         self.cancel()
         deadline = time.monotonic() + 10.0
         while not self.poll() and time.monotonic() < deadline:
@@ -354,6 +380,56 @@ class ReconstructJob:
         if self.state != "done":
             raise BackendError(self.error or self.state, self.error_code or self.state)
         return self.result
+
+
+# -- the warm server ------------------------------------------------------------------------------
+# One backend server per (python, root) stays running between jobs, so the second Reconstruct does not pay the
+# interpreter start, the torch / MediaPipe imports and the model load again (tools/measure_warm_backend.py). It
+# ends with the add-on (unregister), with Blender (atexit), or by itself when its stdin closes (Blender died).
+_WARM: dict = {}
+_WARM_LOCK = threading.Lock()
+
+
+def warm_client(python: str, root: str) -> BackendClient | None:
+    """The idle running server for this interpreter and backend folder, or None (the job then starts one)."""
+    key = (os.path.abspath(python), os.path.abspath(root))
+    with _WARM_LOCK:
+        c = _WARM.get(key)
+        if c is not None and not c.alive():
+            c.stop(grace=0.1)
+            del _WARM[key]
+            c = None
+        return c
+
+
+def keep_warm(client: BackendClient) -> None:
+    key = (os.path.abspath(client.python), os.path.abspath(client.root))
+    with _WARM_LOCK:
+        old = _WARM.get(key)
+        if old is not None and old is not client:
+            old.stop(grace=1.0)
+        _WARM[key] = client
+
+
+def shutdown_warm() -> int:
+    """Stop every warm server; returns how many were running."""
+    with _WARM_LOCK:
+        clients = list(_WARM.values())
+        _WARM.clear()
+    n = 0
+    for c in clients:
+        if c.alive():
+            n += 1
+        c.stop(grace=2.0)
+    return n
+
+
+def warm_pids() -> list[int]:
+    with _WARM_LOCK:
+        return [c.pid for c in _WARM.values() if c.alive()]
+
+
+atexit.register(shutdown_warm)
 
 
 def _exit_description(rc) -> str:

@@ -27,6 +27,38 @@ def new_material_node_tree(name: str):
     return mat
 
 
+def new_world(name: str):
+    """A world with a Background -> World Output node tree. As for materials, 5.0 deprecated `World.use_nodes`
+    (always true); 4.2 - 4.5 need it set."""
+    world = bpy.data.worlds.new(name)
+    if VERSION < (5, 0, 0) or world.node_tree is None:
+        world.use_nodes = True
+    return world
+
+
+def set_blended(mat) -> None:
+    """Alpha-blended surface. 4.2 introduced `Material.surface_render_method` (EEVEE Next) next to the older
+    `blend_method`, which 4.2 - 4.x still read for Workbench; 5.0 keeps only the former."""
+    if hasattr(mat, "surface_render_method"):
+        mat.surface_render_method = "BLENDED"
+    if hasattr(mat, "blend_method"):
+        try:
+            mat.blend_method = "BLEND"
+        except (TypeError, AttributeError):
+            pass
+
+
+def enable_denoising(scene) -> bool:
+    """Cycles denoising where this build has a denoiser (the bpy wheels ship without OpenImageDenoise: the
+    enum is then empty and setting use_denoising would only log a warning per render)."""
+    cy = scene.cycles
+    denoisers = cy.bl_rna.properties["denoiser"].enum_items.keys()
+    cy.use_denoising = bool(denoisers)
+    if denoisers:
+        cy.denoiser = "OPENIMAGEDENOISE" if "OPENIMAGEDENOISE" in denoisers else denoisers[0]
+    return bool(denoisers)
+
+
 def principled_input(bsdf, *names):
     """First existing socket among `names` (socket names moved in 4.0; kept flexible for 5.x)."""
     for n in names:
@@ -49,6 +81,12 @@ def workbench_engine() -> str:
     return "BLENDER_WORKBENCH"
 
 
+def eevee_engine() -> str:
+    """4.2 - 4.x call EEVEE Next "BLENDER_EEVEE_NEXT"; 5.0 renamed it back to "BLENDER_EEVEE"."""
+    items = bpy.types.RenderSettings.bl_rna.properties["engine"].enum_items.keys()
+    return "BLENDER_EEVEE_NEXT" if "BLENDER_EEVEE_NEXT" in items else "BLENDER_EEVEE"
+
+
 def draw_progress(layout, factor: float, text: str) -> None:
     """`UILayout.progress` exists from 4.0; older builds get a text row."""
     if "progress" in bpy.types.UILayout.bl_rna.functions:
@@ -57,21 +95,68 @@ def draw_progress(layout, factor: float, text: str) -> None:
         layout.label(text=f"{text} ({factor * 100:.0f}%)")
 
 
-def export_glb(filepath: str, animations: bool = False) -> None:
+def export_glb(filepath: str, animations: bool = False, selection: bool = False, draco: bool = False,
+               sparse: bool = False) -> None:
     """glTF binary with shape keys and skin (and, with `animations`, every action, sampled per frame and
-    merged by action). Option names in io_scene_gltf2 churn between releases, so only pass the ones
-    this build knows; drivers are not exported as such - see animation.baked_shape_keys."""
+    merged by action); `selection`: the selected objects only; `draco`: Draco-compressed base meshes (the
+    exporter's encoder leaves morph targets out: they stay plain accessors, so combine with `sparse`); `sparse`: morph targets written as sparse accessors where that is smaller. Option names in
+    io_scene_gltf2 churn between releases, so only the ones this build knows are passed; drivers are not
+    exported as such (animation.baked_shape_keys)."""
     props = bpy.ops.export_scene.gltf.get_rna_type().properties.keys()
-    wanted = {"export_format": "GLB", "export_morph": True, "export_skins": True, "export_cameras": True,
-              "export_yup": True, "export_apply": False, "export_animations": bool(animations)}
+    wanted = {"export_format": "GLB", "export_morph": True, "export_skins": True, "export_cameras": not selection,
+              "export_lights": False, "export_yup": True, "export_apply": False,
+              "export_animations": bool(animations), "use_selection": bool(selection),
+              "export_draco_mesh_compression_enable": bool(draco), "export_try_sparse_sk": bool(sparse),
+              "export_try_omit_sparse_sk": bool(sparse)}
+    if draco:
+        wanted.update(export_draco_mesh_compression_level=6, export_draco_position_quantization=14)
     if animations:
-        wanted.update(export_morph_animation=True, export_animation_mode="ACTIONS", export_force_sampling=True,
+        # One head's own actions only ("ACTIONS" also takes every other action whose channels fit its bones,
+        # e.g. a second imported head's).
+        wanted.update(export_morph_animation=True,
+                      export_animation_mode="ACTIVE_ACTIONS" if selection else "ACTIONS", export_force_sampling=True,
                       export_merge_animation="ACTION", export_optimize_animation_size=False,
                       export_anim_slide_to_zero=True)
     kwargs = {k: v for k, v in wanted.items() if k in props}
+    if draco and "export_draco_mesh_compression_enable" not in props:
+        raise RuntimeError("this Blender's glTF exporter has no Draco compression")
     result = bpy.ops.export_scene.gltf(filepath=str(filepath), **kwargs)
     if "FINISHED" not in result:
         raise RuntimeError(f"glTF export failed ({result})")
+
+
+def export_fbx(filepath: str, animations: bool = False) -> None:
+    """FBX of the selected objects for Unreal / Unity: armature + meshes, shape keys as blend shapes under their
+    key names, no leaf bones, +Y up / -Z forward as both engines import it. The exporter's option set has been
+    stable from 4.2 to 5.0, but only known options are passed."""
+    props = bpy.ops.export_scene.fbx.get_rna_type().properties.keys()
+    wanted = {"use_selection": True, "object_types": {"ARMATURE", "MESH"}, "add_leaf_bones": False,
+              "use_mesh_modifiers": False, "mesh_smooth_type": "FACE", "axis_forward": "-Z", "axis_up": "Y",
+              "apply_unit_scale": True, "bake_anim": bool(animations), "bake_anim_use_all_actions": False,
+              "bake_anim_use_nla_strips": False, "path_mode": "COPY", "embed_textures": True,
+              "armature_nodetype": "NULL"}
+    kwargs = {k: v for k, v in wanted.items() if k in props}
+    result = bpy.ops.export_scene.fbx(filepath=str(filepath), **kwargs)
+    if "FINISHED" not in result:
+        raise RuntimeError(f"FBX export failed ({result})")
+
+
+def extension_user_dir(package: str, sub: str) -> str | None:
+    """A writable folder that belongs to the extension (`bpy.utils.extension_path_user`, 4.2+), or None when the
+    add-on runs as a plain module (the tests, run.py)."""
+    fn = getattr(bpy.utils, "extension_path_user", None)
+    if fn is None or not package.startswith("bl_ext."):
+        return None
+    try:
+        return fn(package, path=sub, create=True)
+    except (ValueError, RuntimeError, OSError):
+        return None
+
+
+def online_access() -> bool:
+    """Whether Blender allows add-ons to use the internet (`bpy.app.online_access`, 4.2+: Preferences > System >
+    Network > Allow Online Access, or --online-mode / --offline-mode). Extensions must check it before connecting."""
+    return bool(getattr(bpy.app, "online_access", True))
 
 
 def addon_preferences(context, package: str):

@@ -6,6 +6,7 @@ it is reachable through ACTIVE so the Cancel button and unregister() can stop it
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -13,8 +14,8 @@ import time
 from pathlib import Path
 
 from . import backend_paths, compat, importer
-from .client import BackendError, ReconstructJob
-from .props import resolve_backend
+from .client import BackendError, ReconstructJob, keep_warm, warm_client
+from .props import ADDON_ID, resolve_backend
 from .shared import check_bundle, contract
 
 IMAGE_EXTS = contract.IMAGE_EXTENSIONS  # what the backend reads, HEIC included
@@ -24,7 +25,8 @@ RUNNING, FINISHED, CANCELLED, ERROR = "RUNNING", "FINISHED", "CANCELLED", "ERROR
 
 
 def photo_paths(settings) -> list[str]:
-    return [backend_paths.bpy_abspath(p.filepath) for p in settings.photos if p.filepath]
+    # Absolute: the backend refuses relative paths (its working folder is not the user's).
+    return [os.path.abspath(backend_paths.bpy_abspath(p.filepath)) for p in settings.photos if p.filepath]
 
 
 def _safe_name(s: str) -> str:
@@ -76,9 +78,9 @@ class Runner:
             python, root = resolve_backend(context)
         subject = settings.subject.strip() or Path(photos[0]).stem
         if output:
-            self.output = Path(output)
+            self.output = Path(output).absolute()
         elif settings.output_dir:
-            self.output = Path(backend_paths.bpy_abspath(settings.output_dir)) / _safe_name(subject)
+            self.output = Path(backend_paths.bpy_abspath(settings.output_dir)).absolute() / _safe_name(subject)
         else:
             self.output = Path(tempfile.mkdtemp(prefix="faceforge-")) / "result"
             self.temporary = True
@@ -87,7 +89,10 @@ class Runner:
         size = int(settings.texture_size)
         options = {"landmarks": settings.landmarks, "device": settings.device, "texture": size > 0,
                    "texture_size": max(size, 256), "subject": subject}
-        self.job = ReconstructJob(python, root, photos, str(self.output), options)
+        prefs = compat.addon_preferences(context, ADDON_ID)
+        keep = bool(getattr(prefs, "keep_backend_running", True)) if prefs is not None else True
+        self.job = ReconstructJob(python, root, photos, str(self.output), options,
+                                  client=warm_client(python, root) if keep else None, keep_alive=keep)
         self.scene_name = context.scene.name
         self.state = RUNNING
         settings.running, settings.progress, settings.stage, settings.last_error = True, 0.0, "Starting", ""
@@ -107,22 +112,16 @@ class Runner:
         settings.stage = f"{self.job.stage}: {self.job.message}" if self.job.message else self.job.stage
         if not done:
             return RUNNING
+        if self.job.keep_alive and self.job.client.alive():
+            keep_warm(self.job.client)
         if self.job.state == "done":
             try:
                 bundle = self.job.result.get("output", self.output)
                 check_bundle(bundle)
-                self.imported = importer.import_bundle(bundle, context)
+                # A temporary bundle may be gone by the next session: its images are always packed.
+                self.imported = importer.import_bundle(bundle, context,
+                                                       pack_textures=self.temporary or bool(settings.pack_textures))
                 if self.temporary:
-                    # The temporary bundle may be gone by the next session: keep the photos in the .blend.
-                    for cam in self.imported["cameras"]:
-                        for bg in cam.data.background_images:
-                            if bg.image and not bg.image.packed_file:
-                                bg.image.pack()
-                    for mat in self.imported["head"].data.materials:
-                        for node in mat.node_tree.nodes if mat and mat.node_tree else ():
-                            img = getattr(node, "image", None)
-                            if img is not None and not img.packed_file:
-                                img.pack()
                     # Everything the .blend needs is packed now; the temporary bundle can go.
                     shutil.rmtree(self.output.parent, ignore_errors=True)
             except (importer.BundleError, contract.ResultSchemaError, OSError, RuntimeError) as e:
@@ -155,7 +154,8 @@ class Runner:
         settings.progress = 1.0 if state == FINISHED else settings.progress
         settings.stage = {FINISHED: "Done", CANCELLED: "Cancelled", ERROR: "Failed"}[state]
         settings.last_error = self.error or ""
-        if self.job is not None and self.job.client.alive():
+        if self.job is not None and self.job.client.alive() and warm_client(self.job.client.python,
+                                                                             self.job.client.root) is not self.job.client:
             self.job.client.stop(grace=2.0)
         if self.temporary and state != FINISHED and self.output is not None:
             shutil.rmtree(self.output.parent, ignore_errors=True)  # the temp folder we made, nothing else

@@ -6,7 +6,7 @@ import bpy
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import animation, compat, importer, jobs, transfer
+from . import animation, backend_paths, compat, importer, installer, jobs, transfer
 from .client import BackendError, check_backend
 from .props import ADDON_ID, resolve_backend
 from .shared import check_bundle, contract
@@ -239,16 +239,24 @@ class FACEFORGE_OT_import_result(bpy.types.Operator, ImportHelper):
 
     filename_ext = ".json"
     filter_glob: StringProperty(default="result.json", options={"HIDDEN"})
-    apply_view: IntProperty(name="Apply view", default=0, min=-1,
-                            description="Pose the head with this view's fitted expression (-1: neutral)")
+    apply_view: IntProperty(name="Apply view", default=-1, min=-1,
+                            description="Pose the head with this view's fitted expression (-1: neutral; each view "
+                                        "stays one click away in Fitted Views)")
+    pack_textures: BoolProperty(name="Pack Textures", default=True,
+                                description="Pack textures and photos into the .blend; off: keep paths into the "
+                                            "result folder")
+    setup_scene: BoolProperty(name="Lights and Render Settings", default=True,
+                              description="Add lights (and a World when the scene has none), Cycles and Standard "
+                                          "colour management, so F12 renders the head")
 
     def execute(self, context):
-        p = Path(bpy.path.abspath(self.filepath))
+        p = Path(bpy.path.abspath(self.filepath)).absolute()
         bundle = p if p.is_dir() else p.parent
         try:
             check_bundle(bundle)
             out = importer.import_bundle(bundle, context,
-                                         apply_view_index=None if self.apply_view < 0 else self.apply_view)
+                                         apply_view_index=None if self.apply_view < 0 else self.apply_view,
+                                         pack_textures=self.pack_textures, setup_scene=self.setup_scene)
         except (importer.BundleError, contract.ResultSchemaError) as e:
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
@@ -303,6 +311,81 @@ class FACEFORGE_OT_reset_expression(bpy.types.Operator):
             return {"CANCELLED"}
         importer.reset_expression(rig)
         return {"FINISHED"}
+
+
+class FACEFORGE_OT_install_backend(bpy.types.Operator):
+    """Create the backend's Python environment (torch, MediaPipe, ...; a few GB from PyPI) with the same set-up as
+    `python build.py setup`"""
+
+    bl_idname = "faceforge.install_backend"
+    bl_label = "Install Backend"
+
+    _timer = None
+    _install = None
+
+    def _start(self, context):
+        python, root = resolve_backend(context)
+        prefs = compat.addon_preferences(context, ADDON_ID)
+        inst = installer.Install(root, backend_paths.venv_of(python))
+        if compat.online_access():
+            inst.start()
+        else:
+            # The set-up downloads torch, MediaPipe, ... from PyPI: Blender's rule for extensions is to ask first.
+            inst.state, inst.error = "error", (
+                f"{inst.venv_dir}: not installed: online access is off (Preferences > System > Network > Allow "
+                "Online Access); the set-up downloads its packages from PyPI")
+        if prefs is not None:
+            prefs.install_running, prefs.install_progress = inst.state == "running", 0.0
+            prefs.install_status = f"Installing into {inst.venv_dir}"
+        return inst, prefs
+
+    def _finish(self, inst, prefs):
+        ok = inst.state == "done"
+        msg = inst.message if ok else f"FaceForge install: {inst.error}"
+        if prefs is not None:
+            prefs.install_running = False
+            prefs.install_progress = 1.0 if ok else prefs.install_progress
+            prefs.install_status = msg if ok else "! " + inst.error
+        self.report({"INFO"} if ok else {"ERROR"}, msg)
+        return {"FINISHED"} if ok else {"CANCELLED"}
+
+    def invoke(self, context, event):
+        if compat.is_background() or context.window is None:
+            return self.execute(context)
+        self._install, prefs = self._start(context)
+        if self._install.state != "running":
+            return self._finish(self._install, prefs)
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.25, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type == "ESC" and event.value == "PRESS":
+            self._install.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        prefs = compat.addon_preferences(context, ADDON_ID)
+        state = self._install.poll()
+        if prefs is not None:
+            prefs.install_progress, prefs.install_status = self._install.fraction, self._install.message
+        compat.tag_redraw_all(context)
+        for area in (context.screen.areas if context.screen else ()):
+            if area.type == "PREFERENCES":
+                area.tag_redraw()
+        if state == "running":
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        return self._finish(self._install, prefs)
+
+    def execute(self, context):
+        inst, prefs = self._start(context)
+        if inst.state == "running":
+            import time
+
+            while inst.poll() == "running":
+                time.sleep(0.2)
+        return self._finish(inst, prefs)
 
 
 class FACEFORGE_OT_check_backend(bpy.types.Operator):
@@ -457,23 +540,64 @@ class FACEFORGE_OT_export_livelink_csv(bpy.types.Operator, ExportHelper):
 
 
 class FACEFORGE_OT_export_glb(bpy.types.Operator, ExportHelper):
-    """Export the scene as binary glTF: ARKit-named morph targets, skin, cameras and the animation
-    (driven shape keys baked for the export)"""
+    """Export the selected FaceForge head (or the active one) as binary glTF: its 52 ARKit morph targets, skin and
+    animation (driven shape keys baked for the export)"""
 
     bl_idname = "faceforge.export_glb"
-    bl_label = "Export glTF (.glb)"
+    bl_label = "Export Head as glTF (.glb)"
 
     filename_ext = ".glb"
     filter_glob: StringProperty(default="*.glb", options={"HIDDEN"})
     animations: BoolProperty(name="Animation", default=True)
+    compression: EnumProperty(name="Morph Targets", default="SPARSE",
+                              items=[("NONE", "Dense", "Every morph target stores every vertex"),
+                                     ("SPARSE", "Sparse", "Morph targets store only the vertices they move"),
+                                     ("DRACO", "Draco", "Sparse morph targets and Draco-compressed base meshes "
+                                                        "(Blender's Draco encoder leaves morph targets out; needs a "
+                                                        "Draco decoder in the viewer)")])
+    rig: StringProperty(default="", options={"HIDDEN"})
 
     def execute(self, context):
-        try:
-            animation.export_glb(bpy.path.abspath(self.filepath), context.scene, animations=self.animations)
-        except RuntimeError as e:
-            self.report({"ERROR"}, f"glTF export failed: {str(e).strip().splitlines()[-1]}")
+        rig = _rig_from_context(context, self.rig)
+        if rig is None:
+            self.report({"ERROR"}, "select an object of a FaceForge import (the head to export)")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Wrote {Path(self.filepath).name}")
+        path = Path(bpy.path.abspath(self.filepath)).absolute()
+        try:
+            size = animation.export_glb(path, context.scene, animations=self.animations, rig=rig,
+                                        draco=self.compression == "DRACO",
+                                        sparse=self.compression in ("SPARSE", "DRACO"))
+        except (RuntimeError, OSError) as e:
+            self.report({"ERROR"}, f"{path}: glTF export failed: {str(e).strip().splitlines()[-1]}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Wrote {path} ({size / 1e6:.1f} MB)")
+        return {"FINISHED"}
+
+
+class FACEFORGE_OT_export_fbx(bpy.types.Operator, ExportHelper):
+    """Export the selected FaceForge head (or the active one) as FBX for Unreal / Unity: armature, meshes and the 52
+    ARKit-named blend shapes"""
+
+    bl_idname = "faceforge.export_fbx"
+    bl_label = "Export Head as FBX (.fbx)"
+
+    filename_ext = ".fbx"
+    filter_glob: StringProperty(default="*.fbx", options={"HIDDEN"})
+    animations: BoolProperty(name="Animation", default=True)
+    rig: StringProperty(default="", options={"HIDDEN"})
+
+    def execute(self, context):
+        rig = _rig_from_context(context, self.rig)
+        if rig is None:
+            self.report({"ERROR"}, "select an object of a FaceForge import (the head to export)")
+            return {"CANCELLED"}
+        path = Path(bpy.path.abspath(self.filepath)).absolute()
+        try:
+            size = animation.export_fbx(path, context.scene, rig, animations=self.animations)
+        except (RuntimeError, OSError) as e:
+            self.report({"ERROR"}, f"{path}: FBX export failed: {str(e).strip().splitlines()[-1]}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Wrote {path} ({size / 1e6:.1f} MB)")
         return {"FINISHED"}
 
 
@@ -484,13 +608,15 @@ def menu_import(self, context):
 
 def menu_export(self, context):
     self.layout.operator(FACEFORGE_OT_export_livelink_csv.bl_idname, text="Live Link Face CSV (.csv)")
+    self.layout.operator(FACEFORGE_OT_export_glb.bl_idname, text="FaceForge head glTF (.glb)")
+    self.layout.operator(FACEFORGE_OT_export_fbx.bl_idname, text="FaceForge head FBX (.fbx)")
 
 
 classes = (FACEFORGE_OT_photo_add, FACEFORGE_OT_photo_add_folder, FACEFORGE_OT_video_choose,
            FACEFORGE_OT_photo_remove, FACEFORGE_OT_photo_clear, FACEFORGE_OT_reconstruct, FACEFORGE_OT_cancel,
            FACEFORGE_OT_import_result, FACEFORGE_OT_apply_view, FACEFORGE_OT_reset_expression,
-           FACEFORGE_OT_check_backend, FACEFORGE_OT_transfer_expression, FACEFORGE_OT_import_livelink_csv,
-           FACEFORGE_OT_export_livelink_csv, FACEFORGE_OT_export_glb)
+           FACEFORGE_OT_install_backend, FACEFORGE_OT_check_backend, FACEFORGE_OT_transfer_expression, FACEFORGE_OT_import_livelink_csv,
+           FACEFORGE_OT_export_livelink_csv, FACEFORGE_OT_export_glb, FACEFORGE_OT_export_fbx)
 
 
 def register():

@@ -36,6 +36,10 @@ class FACEFORGE_PG_settings(bpy.types.PropertyGroup):
         description="Where the result bundle is written; empty: a new temporary folder (images are then "
                     "packed into the .blend)")
     subject: StringProperty(name="Name", default="", description="Collection name; empty: from the photos")
+    pack_textures: BoolProperty(
+        name="Pack Textures", default=True,
+        description="Pack the textures and photos into the .blend (it then no longer needs the result folder); "
+                    "off: keep them as paths into the result folder")
     # Expression transfer (operators.FACEFORGE_OT_transfer_expression reads these from the panel).
     transfer_source_type: EnumProperty(
         name="From", default="HEAD",
@@ -68,26 +72,47 @@ class FACEFORGE_AP_preferences(bpy.types.AddonPreferences):
     backend_root: StringProperty(
         name="Backend folder", subtype="DIR_PATH", default="",
         description="Folder that contains backend/; empty: FACEFORGE_ROOT, else the checkout holding the add-on")
+    keep_backend_running: BoolProperty(
+        name="Keep Backend Running", default=True,
+        description="Keep the backend process (with torch and the models loaded) between reconstructions; it ends "
+                    "with Blender or when the add-on is disabled")
     check_report: StringProperty(default="", options={"SKIP_SAVE"})
+    install_progress: FloatProperty(default=0.0, min=0.0, max=1.0, options={"SKIP_SAVE"})
+    install_status: StringProperty(default="", options={"SKIP_SAVE"})
+    install_running: BoolProperty(default=False, options={"SKIP_SAVE"})
 
     def draw(self, context):
         layout = self.layout
         layout.prop(self, "python_path")
         layout.prop(self, "backend_root")
-        py, root, notes = backend_paths.resolve(self.python_path, self.backend_root)
+        layout.prop(self, "keep_backend_running")
+        py, root, notes = backend_paths.resolve(self.python_path, self.backend_root, default_venv_dir())
         col = layout.column(align=True)
         col.label(text=f"Using Python: {py}")
         col.label(text=f"Using backend: {root}")
         for n in notes:
             col.label(text=n, icon="INFO")
-        layout.operator("faceforge.check_backend", icon="CHECKMARK")
+        row = layout.row()
+        if self.install_running:
+            compat.draw_progress(row, self.install_progress, self.install_status or "Installing")
+        else:
+            row.operator("faceforge.install_backend", icon="IMPORT")
+            row.operator("faceforge.check_backend", icon="CHECKMARK")
+            if self.install_status:
+                layout.label(text=self.install_status, icon="ERROR" if self.install_status.startswith("!") else "INFO")
         for line in self.check_report.splitlines():
             layout.label(text=line, icon="ERROR" if line.startswith("!") else "NONE")
 
 
+def default_venv_dir() -> str | None:
+    """Where "Install backend" puts the shipped backend's environment: the extension's own user folder."""
+    return compat.extension_user_dir(ADDON_ID, "venv")
+
+
 def resolve_backend(context) -> tuple[str, str]:
     prefs = compat.addon_preferences(context, ADDON_ID)
-    py, root, _ = backend_paths.resolve(prefs.python_path if prefs else "", prefs.backend_root if prefs else "")
+    py, root, _ = backend_paths.resolve(prefs.python_path if prefs else "", prefs.backend_root if prefs else "",
+                                        default_venv_dir())
     return py, root
 
 

@@ -1,7 +1,7 @@
 """Expression transfer: weights from a FaceForge head (one view, or its animation) or a Live Link Face
 CSV onto another FaceForge head (its rig controls) or any mesh with ARKit-named shape keys.
 
-Name matching (tables.match_key / name_candidates): case, spaces, '_' and '-' are ignored, so
+Name matching (io.arkit.match_key / name_candidates): case, spaces, '_' and '-' are ignored, so
 'jawOpen', 'JawOpen', 'jaw_open' and 'Jaw Open' are one name; 'eyeBlink_L' / 'eyeBlink.R' mean
 ...Left / ...Right; a namespace prefix ('blendShape1.jawOpen', 'ARKit:jawOpen') is dropped when the
 whole name does not match. ARKit's combined browInnerUp / cheekPuff and ICT's Left/Right halves
@@ -17,7 +17,9 @@ import bpy
 import numpy as np
 
 from . import animation, compat, livelink_csv
-from .tables import name_candidates
+from .io.arkit import name_candidates
+from .scene.cameras import view_cameras
+from .scene.rig import find_rig
 
 ACTION_MODE, VIEW_MODE = "ACTION", "VIEW"
 
@@ -59,8 +61,6 @@ class Source:
 
 # -- sources --------------------------------------------------------------------------------------
 def source_from_head(obj, mode: str = ACTION_MODE, view_index: int = 0, scene=None) -> Source:
-    from .importer import find_rig, view_cameras
-
     scene = scene or bpy.context.scene
     rig = find_rig(obj)
     if rig is None:
@@ -113,8 +113,6 @@ def transfer(source: Source, target, scene=None, include_head: bool = True) -> d
     """Apply `source` to `target` (any object of a FaceForge import -> its rig; else a mesh with shape
     keys). Returns {"target", "matched": {target name: source name}, "unmatched": [target names],
     "unused": [source names], "frames": n, "action"}."""
-    from .importer import find_rig
-
     scene = scene or bpy.context.scene
     rig = find_rig(target)
     if rig is not None:
@@ -162,17 +160,9 @@ def _to_mesh(source: Source, obj, scene) -> dict:
 
 def _to_rig(source: Source, rig, scene, include_head: bool) -> dict:
     controls = animation.rig_controls(rig)
-    shapes = animation.shapes_from_controls(controls)
-    # Combined ARKit controls that ICT splits would add to the halves' drivers: the halves get the
-    # whole weight and the combined control 0, so each shape key ends up at its matched value.
-    split = {c for c in controls[len(shapes):] if f"{c}Left" in shapes or f"{c}Right" in shapes}
-    names = [c for c in controls if c not in split]
-    matched, values, unmatched, unused = _match(source, names)
+    matched, values, unmatched, unused = _match(source, controls)
     if not matched:
         raise TransferError(f"{rig.name}: no expression name of the source matches")
-    n = len(source.frames)
-    for c in split:
-        values[c] = np.zeros(n)
     action = None
     if source.keyed:
         old = compat.id_fcurves(rig)

@@ -42,6 +42,7 @@ class FACEFORGE_PT_reconstruct(bpy.types.Panel):
         col.prop(s, "texture_size")
         col.prop(s, "subject")
         col.prop(s, "output_dir")
+        col.prop(s, "pack_textures")
 
         if running:
             compat.draw_progress(layout, s.progress, s.stage or "Working")
@@ -118,7 +119,14 @@ class FACEFORGE_PT_transfer(bpy.types.Panel):
         op = sub.operator("faceforge.export_livelink_csv", text="Export CSV", icon="EXPORT")
         if rig is not None:
             op.rig = rig.name
-        row.operator("faceforge.export_glb", text="Export glTF", icon="EXPORT")
+        sub = row.row(align=True)
+        sub.enabled = rig is not None
+        op = sub.operator("faceforge.export_glb", text="glTF", icon="EXPORT")
+        if rig is not None:
+            op.rig = rig.name
+        op = sub.operator("faceforge.export_fbx", text="FBX", icon="EXPORT")
+        if rig is not None:
+            op.rig = rig.name
         layout.operator("faceforge.import_livelink_csv", text="Import CSV onto Active", icon="IMPORT")
 
 

@@ -55,9 +55,11 @@ def look_at_R(yaw_deg: float, pitch_deg: float = 0.0) -> np.ndarray:
     return flip @ Rx @ Ry
 
 
-def make_bundle(out_dir: Path, subject: str = "Test Subject", seed: int = 0, textures: bool = True) -> Path:
+def make_bundle(out_dir: Path, subject: str = "Test Subject", seed: int = 0, textures: bool = True,
+                eyes: bool = False) -> Path:
     """A real bundle written by backend.bundle.write_bundle: random identity, made-up cameras, the
-    sample photos as views (a non-square one with an off-centre principal point on purpose)."""
+    sample photos as views (a non-square one with an off-centre principal point on purpose). eyes: an
+    eye_albedo.png with a red iris disc (radius 0.45 around (0.5, 0.5), docs/result-bundle.md) on white sclera."""
     from backend.bundle import write_bundle
     from backend.face_model import gaze_angles, load_face_model, shape_names_to_arkit
     from tests import bundles
@@ -99,6 +101,18 @@ def make_bundle(out_dir: Path, subject: str = "Test Subject", seed: int = 0, tex
             Image.new("RGB", (128, 64), color).save(buf, "PNG")  # two UDIM tiles side by side, like the baker
             extra[f"{key}.png"] = buf.getvalue()
             files[key] = f"{key}.png"
+    if eyes:
+        from PIL import Image
+        import io
+
+        yy, xx = np.mgrid[0:128, 0:128]
+        disc = np.hypot(xx + 0.5 - 64, yy + 0.5 - 64) < 0.45 * 128  # the real texture's iris: about 0.42
+        px = np.full((128, 128, 3), 235, np.uint8)
+        px[disc] = (210, 20, 20)
+        buf = io.BytesIO()
+        Image.fromarray(px).save(buf, "PNG")
+        extra["eye_albedo.png"] = buf.getvalue()
+        files["eye_albedo"] = "eye_albedo.png"
     result = bundles.result(subject, model, views=views, files=files)
     return write_bundle(out_dir, result, model, identity, images=images, extra_files=extra)
 

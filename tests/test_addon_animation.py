@@ -21,6 +21,20 @@ CURVES = {"jawOpen": lambda k: 0.5 + 0.4 * np.sin(k / 2.0), "mouthSmileLeft": la
           "browInnerUpLeft": lambda k: 0.3 * (k % 3 == 0), "eyeBlinkRight": lambda k: 1.0 - k / (N - 1)}
 
 
+# The rig's controls are the 52 ARKit names: browInnerUp = mean of ICT's halves (only the left one is animated).
+CONTROL_CURVES = {"jawOpen": CURVES["jawOpen"], "mouthSmileLeft": CURVES["mouthSmileLeft"],
+                  "eyeBlinkRight": CURVES["eyeBlinkRight"], "browInnerUp": lambda k: 0.5 * CURVES["browInnerUpLeft"](k)}
+
+
+def _sym(expr, names):
+    """Model weights as the ARKit rig reproduces them: each split shape's halves at their mean."""
+    e = np.array(expr, np.float64)
+    for whole in ("browInnerUp", "cheekPuff"):
+        i, j = names.index(whole + "Left"), names.index(whole + "Right")
+        e[..., i] = e[..., j] = (e[..., i] + e[..., j]) / 2
+    return e
+
+
 def _poses():
     R, t = [], []
     for k in range(N):
@@ -112,20 +126,18 @@ def test_import_keys_expression_and_head_pose(bpy_clean, vbundle):
     assert anim["warnings"] == [] and scene.camera == anim["camera"]
     fcs = {(f.data_path, f.array_index): f for f in compat.id_fcurves(rig)}
     assert rig.animation_data.action == anim["action"]
-    for n in CURVES:
+    for n, f in CONTROL_CURVES.items():
         fc = fcs[(f'["{n}"]', 0)]
         co = np.array([tuple(k.co) for k in fc.keyframe_points])
         np.testing.assert_allclose(co[:, 0], frames)
-        np.testing.assert_allclose(co[:, 1], [CURVES[n](k) for k in range(N)], atol=1e-6)
+        np.testing.assert_allclose(co[:, 1], [f(k) for k in range(N)], atol=1e-6)
     assert len(fcs[('pose.bones["head"].rotation_quaternion', 0)].keyframe_points) == N
 
     a, bs = _npz(vbundle)
     R, t = a["R"].astype(np.float64), a["t"].astype(np.float64)
     names = list(bs["names"])
     parts = result_json(vbundle)["model"]["parts"]
-    keep = np.ones(len(bs["neutral"]), bool)
-    for p in ("eyeball_left", "eyeball_right"):
-        keep[slice(*parts[p])] = False
+    keep = np.asarray(out["geometry"].piece("head").vertices)
     # Vertices fully on the head bone (top of the skull): no jaw or neck weight.
     vg = head.vertex_groups["head"].index
     sample = [v.index for v in head.data.vertices
@@ -140,7 +152,8 @@ def test_import_keys_expression_and_head_pose(bpy_clean, vbundle):
         np.testing.assert_allclose(motion[:3, :3], want_rot, atol=1e-5)
         np.testing.assert_allclose(motion[:3, 3], importer.AXIS @ R[REF].T @ (t[k] - t[REF]) * 0.01, atol=1e-6)
         # Deformed mesh (depsgraph): X(k) = R_ref^T (R_k X + t_k - t_ref), X with frame k's expression.
-        X = bs["neutral"][keep].astype(np.float64) + np.tensordot(a["expression"][k], bs["deltas"][:, keep], 1)
+        X = bs["neutral"][keep].astype(np.float64) + np.tensordot(_sym(a["expression"][k], names),
+                                                                  bs["deltas"][:, keep], 1)
         X = X[sample]
         want = importer.to_blender((R[REF].T @ (X @ R[k].T + t[k] - t[REF]).T).T)
         got = _eval_head_co(bpy, head)[sample]
@@ -167,7 +180,7 @@ def test_video_camera_and_movie_clip(bpy_clean, vbundle, video_file):
     c = doc["animation"]["camera"]
     R, t = a["R"][REF].astype(np.float64), a["t"][REF].astype(np.float64)
     scene = bpy.context.scene
-    assert (scene.render.resolution_x, scene.render.resolution_y) == (320, 240)
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (1280, 960)  # 320 x 240, scaled 4x
     # At the reference frame the head is at rest: model points project like the OpenCV camera.
     scene.frame_set(int(_frames()[REF]))
     X = bs["neutral"][np.linspace(0, 9000, 20).astype(int)].astype(np.float64)
@@ -233,7 +246,7 @@ def _arkit_mesh(bpy, name="Avatar"):
 
 
 def _curve(name, k):
-    return CURVES[name](k) if name in CURVES else 0.0
+    return CONTROL_CURVES[name](k) if name in CONTROL_CURVES else CURVES[name](k) if name in CURVES else 0.0
 
 
 def _key_values(obj, frames):
@@ -265,7 +278,7 @@ def test_transfer_animation_to_head_and_plain_mesh(bpy_clean, vbundle, photo_bun
     for k in (0, 5, N - 1):
         scene.frame_set(int(frames[k]))
         deps = bpy.context.evaluated_depsgraph_get()
-        for n in ("jawOpen", "mouthSmileLeft", "browInnerUpLeft", "eyeBlinkRight", "browInnerUpRight"):
+        for n in ("jawOpen", "mouthSmileLeft", "browInnerUp", "eyeBlinkRight"):
             va = a["head"].data.shape_keys.key_blocks[n].value
             vb = b["head"].data.shape_keys.key_blocks[n].value
             assert va == pytest.approx(_curve(n, k), abs=1e-6) and vb == pytest.approx(va, abs=1e-6), (n, k)
@@ -281,8 +294,9 @@ def test_transfer_animation_to_head_and_plain_mesh(bpy_clean, vbundle, photo_bun
     np.testing.assert_allclose(vals["JawOpen"], _curve("jawOpen", ks), atol=1e-6)
     np.testing.assert_allclose(vals["EyeBlinkRight"], _curve("eyeBlinkRight", ks), atol=1e-6)
     np.testing.assert_allclose(vals["mouth_smile_left"], _curve("mouthSmileLeft", ks), atol=1e-6)
-    np.testing.assert_allclose(vals["browInnerUpLeft"], _curve("browInnerUpLeft", ks), atol=1e-6)
-    np.testing.assert_allclose(vals["BrowInnerUp"], 0.5 * _curve("browInnerUpLeft", ks), atol=1e-6)  # mean of halves
+    # The combined ARKit control stands in for a target's half.
+    np.testing.assert_allclose(vals["browInnerUpLeft"], _curve("browInnerUp", ks), atol=1e-6)
+    np.testing.assert_allclose(vals["BrowInnerUp"], _curve("browInnerUp", ks), atol=1e-6)
     np.testing.assert_allclose(vals["eyeBlink_L"], 0.0, atol=1e-6)
     assert vals["Custom"] is None
     # Per-frame keys really drive the mesh.
@@ -311,13 +325,12 @@ def test_transfer_view_expression(bpy_clean, photo_bundle):
     assert kb["JawOpen"].value == pytest.approx(view["jawOpen"], abs=1e-6)
     assert kb["BrowInnerUp"].value == pytest.approx((view["browInnerUpLeft"] + view["browInnerUpRight"]) / 2, abs=1e-6)
     assert avatar.data.shape_keys.animation_data is None  # a view is a pose, not animation
-    # Onto another FaceForge head: its controls take the view's values (halves stay halves).
+    # Onto another FaceForge head: its controls take the view's ARKit values.
     c = importer.import_bundle(photo_bundle, apply_view_index=None)
     assert bpy.ops.faceforge.transfer_expression(source=b["cameras"][1].name, target=c["rig"].name,
                                                  mode="VIEW") == {"FINISHED"}
-    for n, w in view.items():
+    for n, w in result_json(photo_bundle)["views"][1]["arkit"].items():
         assert c["rig"][n] == pytest.approx(w, abs=1e-6), n
-    assert c["rig"]["browInnerUp"] == 0.0
     with pytest.raises(RuntimeError, match="has no expression animation"):
         bpy.ops.faceforge.transfer_expression(source=b["rig"].name, target=avatar.name, mode="ACTION")
 
@@ -359,9 +372,7 @@ def test_livelink_csv_round_trip(bpy_clean, vbundle, photo_bundle, tmp_path):
         scene.frame_set(int(frames[k]))
         key = b["head"].data.shape_keys.key_blocks
         assert key["jawOpen"].value == pytest.approx(_curve("jawOpen", k), abs=1e-6)
-        # CSV has ARKit's combined browInnerUp only: both ICT halves take it.
-        assert key["browInnerUpLeft"].value == pytest.approx(0.5 * _curve("browInnerUpLeft", k), abs=1e-6)
-        assert key["browInnerUpRight"].value == pytest.approx(0.5 * _curve("browInnerUpLeft", k), abs=1e-6)
+        assert key["browInnerUp"].value == pytest.approx(_curve("browInnerUp", k), abs=1e-6)
 
 
 def test_livelink_csv_format_details(tmp_path):
@@ -416,14 +427,19 @@ def test_glb_export_morph_targets_and_animation(bpy_clean, vbundle, tmp_path):
     bpy = bpy_clean
     from face_reconstruct_addon import compat, importer
 
+    from face_reconstruct_addon.io.arkit import ARKIT_52
+
     a = importer.import_bundle(vbundle)
+    importer.import_bundle(vbundle)  # a second head in the scene: not exported with the first
     path = tmp_path / "head.glb"
-    assert bpy.ops.faceforge.export_glb(filepath=str(path)) == {"FINISHED"}
+    assert bpy.ops.faceforge.export_glb(filepath=str(path), rig=a["rig"].name, compression="NONE") == {"FINISHED"}
     doc, accessor = _glb(path)
-    names = list(np.load(vbundle / "blendshapes.npz")["names"])
-    head_mesh = next(i for i, m in enumerate(doc["meshes"]) if m.get("extras", {}).get("targetNames"))
-    assert doc["meshes"][head_mesh]["extras"]["targetNames"] == names  # 53 ARKit-style names
-    assert all(len(p["targets"]) == 53 for p in doc["meshes"][head_mesh]["primitives"])
+    names = ARKIT_52
+    head_mesh = next(i for i, m in enumerate(doc["meshes"]) if m.get("extras", {}).get("targetNames") == ARKIT_52)
+    assert all(len(p["targets"]) == 52 for p in doc["meshes"][head_mesh]["primitives"])
+    joints = [doc["nodes"][j]["name"] for s in doc["skins"] for j in s["joints"]]
+    assert len(doc["skins"]) >= 1 and len(set(joints)) == 6  # one rig: root, neck, head, jaw, eye.L, eye.R
+    assert all(n["name"].startswith(a["collection"].name) or n["name"] in joints for n in doc["nodes"])
     head_node = next(i for i, n in enumerate(doc["nodes"]) if n.get("mesh") == head_mesh)
     bone_node = next(i for i, n in enumerate(doc["nodes"]) if n.get("name") == "head")
     assert len(doc["animations"]) == 1  # rig action + baked shape keys merged into one animation
@@ -434,14 +450,14 @@ def test_glb_export_morph_targets_and_animation(bpy_clean, vbundle, tmp_path):
     times = accessor(weights["input"])[:, 0]
     assert len(times) == n_frames
     np.testing.assert_allclose(times, np.arange(n_frames) / VIDEO_FPS, atol=1e-4)
-    w = accessor(weights["output"]).reshape(n_frames, 53)
+    w = accessor(weights["output"]).reshape(n_frames, 52)
     np.testing.assert_allclose(w[::STEP, names.index("jawOpen")], _curve("jawOpen", np.arange(N)), atol=1e-5)
     np.testing.assert_allclose(w[::STEP, names.index("eyeBlinkRight")], _curve("eyeBlinkRight", np.arange(N)),
                                atol=1e-5)
     assert len(accessor(chans[(bone_node, "rotation")]["input"])) == n_frames
     # The scene is as before: drivers back, no leftover shape-key animation.
     key = a["head"].data.shape_keys
-    assert len(key.animation_data.drivers) == 53 and key.animation_data.action is None
+    assert len(key.animation_data.drivers) == 52 and key.animation_data.action is None
     assert len(a["animation"]["action"].slots) == 1
     assert not [fc for fc in compat.id_fcurves(a["rig"]) if fc.data_path.startswith("key_blocks")]
     bpy.context.scene.frame_set(int(_frames()[5]))
@@ -463,7 +479,7 @@ def test_run_py_bundle_transfer_exports(tmp_path, vbundle, photo_bundle):
                         "--export-glb", str(out / "h.glb"), "--export-csv", str(out / "h.csv")],
                        capture_output=True, text=True, timeout=600, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "transferred Photo B_rig: 54 matched; 16 frame(s)" in r.stderr  # 53 shapes + tongueOut
+    assert "transferred Photo B_rig: 52 matched; 16 frame(s)" in r.stderr  # the 52 ARKit controls
     assert (out / "h.blend").is_file()
     take = livelink_csv.read(out / "h.csv")
     n_rows = int(_frames()[-1] - _frames()[0] + 1)
@@ -471,7 +487,9 @@ def test_run_py_bundle_transfer_exports(tmp_path, vbundle, photo_bundle):
     np.testing.assert_allclose(take.values["JawOpen"][::STEP], _curve("jawOpen", np.arange(N)), atol=1e-7)
     doc, accessor = _glb(out / "h.glb")
     weights = [c for a in doc["animations"] for c in a["channels"] if c["target"]["path"] == "weights"]
-    assert len(weights) == 2  # the target head and the imported source head
+    # Only the target head: its head, lower teeth and tongue meshes (the imported source head is not exported).
+    assert sorted(doc["nodes"][c["target"]["node"]]["name"] for c in weights) == \
+        ["Photo B_head", "Photo B_teeth_lower", "Photo B_tongue"]
     r = subprocess.run([sys.executable, str(REPO / "run.py"), "--from-bundle", str(tmp_path / "nope"),
                         "--output", str(out / "x.blend")], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith("not a result folder (no result.json)")
@@ -525,3 +543,57 @@ def _draw_ops(bpy, panel_cls):
     layout = _Layout(bpy)
     panel_cls.draw(type("P", (), {"layout": layout})(), bpy.context)
     return layout.ops
+
+
+def test_glb_sparse_and_draco_round_trip(bpy_clean, tmp_path):
+    """The morph-target forms of Export Head as glTF: sparse and Draco read back by Blender's glTF importer keep
+    the head's jawOpen and eyeBlinkLeft deltas (matched by position: the importer splits UV seams); sparse is
+    smaller than dense, and Draco (base meshes compressed, targets sparse) smaller again."""
+    bpy = bpy_clean
+    from face_reconstruct_addon import importer
+
+    out = importer.import_bundle(make_bundle(tmp_path / "b", textures=False))
+    head = out["head"]
+    co0 = _co(head)
+    want = {n: _deltas(head, n) for n in ("jawOpen", "eyeBlinkLeft")}
+    sizes = {}
+    for form in ("NONE", "SPARSE", "DRACO"):
+        path = tmp_path / f"{form}.glb"
+        assert bpy.ops.faceforge.export_glb(filepath=str(path), rig=out["rig"].name, compression=form,
+                                            animations=False) == {"FINISHED"}
+        sizes[form] = path.stat().st_size
+        doc, _ = _glb(path)
+        targets = [t for m in doc["meshes"] for p in m["primitives"] for t in p.get("targets", [])]
+        n_sparse = sum("sparse" in doc["accessors"][i] for t in targets for i in t.values())
+        assert (n_sparse > 0) == (form != "NONE"), form
+        assert any("KHR_draco_mesh_compression" in p.get("extensions", {})
+                   for m in doc["meshes"] for p in m["primitives"]) == (form == "DRACO")
+    for form in ("SPARSE", "DRACO"):  # dense accessors are the importer's everyday case
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        assert bpy.ops.import_scene.gltf(filepath=str(tmp_path / f"{form}.glb")) == {"FINISHED"}
+        back = max((o for o in bpy.context.scene.objects if o.type == "MESH" and o.data.shape_keys),
+                   key=lambda o: len(o.data.vertices))
+        co = _co(back)
+        # Nearest original vertex of each imported one (brute force in chunks: no scipy needed).
+        idx = np.concatenate([np.argmin(((c[:, None] - co0[None]) ** 2).sum(-1), 1) for c in np.array_split(co, 64)])
+        assert np.abs(co - co0[idx]).max() < 2e-5, form  # Draco quantises positions to 14 bits: 1.7e-5 m
+        for n, w in want.items():
+            # Measured: 4e-6 m (Draco), 1e-7 m (sparse); the largest jawOpen delta is 3.5 cm.
+            assert np.abs(_deltas(back, n) - w[idx]).max() < 2e-5, (form, n)
+    # Measured on this head (no skin textures): dense 25.2 MB, sparse 18.7, Draco 17.4 (tools/measure_exports.py
+    # gives a textured head's sizes, docs/benchmarks.md).
+    assert sizes["DRACO"] < sizes["SPARSE"] < 0.85 * sizes["NONE"], sizes
+
+
+def _co(obj) -> np.ndarray:
+    co = np.zeros(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", co)
+    return co.reshape(-1, 3)
+
+
+def _deltas(obj, name: str) -> np.ndarray:
+    kb = obj.data.shape_keys.key_blocks
+    base, co = np.zeros(len(obj.data.vertices) * 3, np.float32), np.zeros(len(obj.data.vertices) * 3, np.float32)
+    kb[0].data.foreach_get("co", base)
+    kb[name].data.foreach_get("co", co)
+    return (co - base).reshape(-1, 3)

@@ -133,7 +133,18 @@ def test_reconstruct_modal_path_and_saved_blend(bpy_clean, tmp_path, monkeypatch
     assert runner.state == jobs.FINISHED and jobs.ACTIVE["runner"] is None
     assert not s.running and s.stage == "Done" and s.last_error == ""
     assert {"detect", "fit"} <= set(stages), stages
-    assert orphan_servers() == [] and not runner.job.client.alive()
+    # The backend stays warm for the next job (and is the only one running); a second job reuses it.
+    from face_reconstruct_addon import client
+
+    warm = client.warm_pids()
+    assert orphan_servers() == warm == [runner.job.client.pid]
+    s.output_dir = str(tmp_path / "results2")
+    second = jobs.Runner()
+    second.start(bpy.context)
+    assert second.job.warm and second.job.client.pid == warm[0]
+    assert second.run_blocking(bpy.context, timeout=600) == jobs.FINISHED, second.error
+    assert second.job.client.jobs_run == 2 and orphan_servers() == warm
+    assert client.shutdown_warm() == 1 and orphan_servers() == []
 
     bundle = tmp_path / "results" / "Mvf_Subject"
     assert (bundle / "result.json").is_file()
@@ -148,7 +159,8 @@ def test_reconstruct_modal_path_and_saved_blend(bpy_clean, tmp_path, monkeypatch
     doc = json.loads((bundle / "result.json").read_text())
     coll = bpy.data.collections["Mvf Subject"]
     meshes = [o for o in coll.objects if o.type == "MESH"]
-    assert sorted(o.name for o in meshes) == ["Mvf Subject_eye.L", "Mvf Subject_eye.R", "Mvf Subject_head"]
+    assert sorted(o.name for o in meshes) == sorted(f"Mvf Subject_{p}" for p in (
+        "head", "eye.L", "eye_shell.L", "eye.R", "eye_shell.R", "teeth_upper", "teeth_lower", "tongue"))
     assert sum(len(o.data.vertices) for o in meshes) == N_VERTS
     assert sum(len(o.data.polygons) for o in meshes) == N_FACES
     assert all(o.data.uv_layers.active is not None for o in meshes)
@@ -156,21 +168,27 @@ def test_reconstruct_modal_path_and_saved_blend(bpy_clean, tmp_path, monkeypatch
     keys = head.data.shape_keys.key_blocks
     d = np.load(bundle / "blendshapes.npz")
     names = [str(n) for n in d["names"]]
-    assert [k.name for k in keys][1:] == names and len(names) >= 52
-    keep = np.ones(N_VERTS, bool)
-    for p in ("eyeball_left", "eyeball_right"):
-        keep[slice(*doc["model"]["parts"][p])] = False
+    from face_reconstruct_addon.io.arkit import ARKIT_52
+
+    assert [k.name for k in keys][1:] == ARKIT_52
+    keep = np.arange(*head["faceforge_vertex_ids"])
+    keep = keep[np.isin(keep, np.concatenate([np.arange(*doc["model"]["parts"][p]) for p in (
+        "face", "head_neck", "mouth_socket", "eye_socket_left", "eye_socket_right", "lacrimal_left", "lacrimal_right",
+        "eye_blend_left", "eye_blend_right", "eye_occlusion_left", "eye_occlusion_right", "eyelashes_left",
+        "eyelashes_right")]))]
     base = np.zeros(len(head.data.vertices) * 3, np.float32)
     keys["Basis"].data.foreach_get("co", base)
     C = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]]) * 0.01
     np.testing.assert_allclose(base.reshape(-1, 3), d["neutral"][keep] @ C.T, atol=1e-5)
-    for n in ("jawOpen", "eyeBlinkLeft", "mouthSmileRight", "browInnerUpLeft"):
+    for n in ("jawOpen", "eyeBlinkLeft", "mouthSmileRight"):
         kc = np.zeros_like(base)
         keys[n].data.foreach_get("co", kc)
         np.testing.assert_allclose(kc.reshape(-1, 3) - base.reshape(-1, 3),
                                    d["deltas"][names.index(n)][keep] @ C.T, atol=1e-5)
-    assert len(head.data.shape_keys.animation_data.drivers) == len(names)
+    assert len(head.data.shape_keys.animation_data.drivers) == 52
     rig = bpy.data.objects["Mvf Subject_rig"]
+    assert all(rig[n] == 0.0 for n in ARKIT_52)  # the saved scene opens neutral
+    assert bpy.context.scene.camera.name.startswith("Mvf Subject_cam_")
     assert {b.name for b in rig.data.bones} == {"root", "neck", "head", "jaw", "eye.L", "eye.R"}
     assert {"browInnerUp", "cheekPuff", "tongueOut", "jawOpen"} <= set(rig.keys())
     cams = sorted((o for o in coll.objects if o.type == "CAMERA"), key=lambda o: o["faceforge_view_index"])
@@ -196,10 +214,14 @@ def test_reconstruct_modal_path_and_saved_blend(bpy_clean, tmp_path, monkeypatch
         uv_bl = np.array([(p.x * w - 0.5, (1 - p.y) * h - 0.5) for p in
                           (world_to_camera_view(bpy.context.scene, cam, Vector(q)) for q in sample @ C.T)])
         assert np.abs(uv_bl - uv_cv).max() < 1.0, cam.name
+    # The saved scene opens neutral, lit, looking through the first view; its expression is one click away.
+    assert bpy.context.scene.world is not None and bpy.context.scene.render.engine == "CYCLES"
+    unpacked = [(img.name, img.filepath) for img in bpy.data.images if img.source == "FILE" and not img.packed_file]
+    assert unpacked == [], unpacked  # textures and photos packed by default
     importer.apply_view(rig, cams[0], bpy.context.scene)
-    # The head carries the front view's fitted expression (applied at import).
-    for n, wgt in doc["views"][0]["expression"].items():
-        assert rig[n] == pytest.approx(wgt, abs=1e-6)
+    for n, wgt in doc["views"][0]["arkit"].items():
+        if not n.startswith("eyeLook"):  # those come from the view's gaze (same angles, In/Out netted)
+            assert rig[n] == pytest.approx(wgt, abs=1e-6)
     skin = head.data.materials[0]
     assert any(n.type == "TEX_IMAGE" and n.image for n in skin.node_tree.nodes) == ("albedo" in doc["files"])
 
@@ -228,6 +250,11 @@ def test_esc_mid_run_leaves_nothing(bpy_clean, tmp_path, monkeypatch):
     assert ctx.window_manager.removed == ctx.window_manager.timers
     assert runner.state == jobs.CANCELLED and s.stage == "Cancelled" and not s.running
     assert _object_counts(bpy) == before
+    from face_reconstruct_addon import client
+
+    # The backend answered the cancel, so it stays warm; shutting it down leaves nothing.
+    assert orphan_servers() == client.warm_pids()
+    client.shutdown_warm()
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
     assert orphan_servers() == []
     assert not out.exists() and not out.parent.exists()  # no bundle, no temp folder
@@ -250,7 +277,11 @@ def test_operator_blocking_path_and_backend_error(bpy_clean, tmp_path):
     msg = str(ei.value)
     assert "blank.png" in msg and "face" in msg.lower(), msg
     assert s.last_error and "blank.png" in s.last_error and not s.running
-    assert _object_counts(bpy) == before and orphan_servers() == []
+    from face_reconstruct_addon import client
+
+    assert _object_counts(bpy) == before and orphan_servers() == client.warm_pids()
+    client.shutdown_warm()
+    assert orphan_servers() == []
 
 
 def test_missing_backend_python_is_reported(bpy_clean, tmp_path):
@@ -300,5 +331,10 @@ def test_cancel_button_mid_run(bpy_clean, tmp_path):
     while runner.tick(bpy.context) == jobs.RUNNING:
         time.sleep(0.05)
         assert time.monotonic() - t0 < 120
-    assert runner.state == jobs.CANCELLED and _object_counts(bpy) == before and orphan_servers() == []
+    from face_reconstruct_addon import client
+
+    assert runner.state == jobs.CANCELLED and _object_counts(bpy) == before
+    assert orphan_servers() == client.warm_pids()
+    client.shutdown_warm()
+    assert orphan_servers() == []
     assert not runner.output.parent.exists()

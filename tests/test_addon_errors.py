@@ -215,6 +215,9 @@ def test_failure_is_one_line_and_nothing_is_lost(case, bpy_clean, tmp_path, earl
     assert s.last_error and s.last_error in msg and not s.running
     assert slowest < MODAL_CALL_MAX_S, f"a modal() call took {slowest:.1f} s"
     assert ctx.workspace.status[-1:] in ([], [None])  # no stale "running" text left in the status bar
+    from face_reconstruct_addon import client
+
+    client.shutdown_warm()  # a backend that answered (a user error, a cancel) stays warm; nothing else may run
     assert jobs.ACTIVE["runner"] is None and orphan_servers() == []
     assert snapshot(out) == before and siblings(out) == []
     assert _scene_state(bpy) == scene_before
@@ -248,6 +251,9 @@ def test_cancel_keeps_earlier_bundle_and_scene(bpy_clean, tmp_path, earlier_bund
     assert s.stage == "Cancelled" and not s.running and s.last_error in ("", "Cancelled")
     assert slowest < MODAL_CALL_MAX_S, f"a modal() call took {slowest:.1f} s"
     assert ctx.workspace.status[-1] is None
+    from face_reconstruct_addon import client
+
+    client.shutdown_warm()  # a backend that answered (a user error, a cancel) stays warm; nothing else may run
     assert jobs.ACTIVE["runner"] is None and orphan_servers() == []
     assert snapshot(out) == before and siblings(out) == []
     assert _scene_state(bpy) == scene_before

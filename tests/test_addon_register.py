@@ -108,7 +108,21 @@ def test_manifest_fields():
     m = tomllib.loads((REPO / "blender_manifest.toml").read_text())
     assert m["schema_version"] == "1.0.0" and m["type"] == "add-on" and m["blender_version_min"] == "4.2.0"
     assert all(lic.startswith("SPDX:") for lic in m["license"])
-    assert m["permissions"]["files"]
+    # Reading photos and writing bundles; Install backend fetches packages from PyPI (the operator also checks
+    # bpy.app.online_access, as Blender asks of extensions that go online).
+    assert m["permissions"]["files"] and "PyPI" in m["permissions"]["network"]
+    # Blender's own manifest check (the one `blender --command extension validate` and Install from Disk run),
+    # strict: permission reasons are short sentences without a final full stop, and so on.
+    import glob
+    import importlib.util
+
+    cli = glob.glob(str(Path(sys.prefix) / "lib" / "python3.*" / "site-packages" / "bpy" / "*" / "scripts" /
+                        "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"))
+    assert cli, f"{sys.prefix}: bpy's extension tool (bl_pkg/cli/blender_ext.py) not found"
+    spec = importlib.util.spec_from_file_location("faceforge_test_blender_ext", cli[0])
+    blender_ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(blender_ext)
+    assert blender_ext.pkg_manifest_is_valid_or_error(m, from_repo=False, strict=True) is None
     for k in ("id", "version", "name", "tagline", "maintainer"):
         assert m[k]
 

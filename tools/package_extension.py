@@ -3,7 +3,8 @@
 The zip holds face_reconstruct_addon/*.py at its root plus blender_manifest.toml, which is what
 Blender 4.2+ expects of an extension, and the backend's contract with the add-on (backend/contract.py and
 result.schema.json) under backend_contract/, where face_reconstruct_addon/shared.py looks for it first: an
-installed extension has no checkout around it. When the bpy module is installed, Blender's own extension
+installed extension has no checkout around it; and the backend's source, weights and set-up under backend_src/
+for the "Install backend" button. When the bpy module is installed, Blender's own extension
 tool (bl_pkg/cli/blender_ext.py) validates the result, so a manifest Blender would reject fails here.
 """
 from __future__ import annotations
@@ -29,6 +30,21 @@ def addon_files() -> list[Path]:
         if p.is_file() and not (EXCLUDE_DIRS & set(p.relative_to(ADDON_DIR).parts)) \
                 and p.suffix not in EXCLUDE_SUFFIXES:
             out.append(p)
+    return out
+
+
+def backend_files() -> list[tuple[str, Path]]:
+    """The backend's source, weights and set-up (build.py, requirements) under backend_src/: what the add-on's
+    "Install backend" button needs to build the environment without a checkout."""
+    out = []
+    for top in ("backend", "weights"):
+        for p in sorted((REPO / top).rglob("*")):
+            if p.is_file() and not (EXCLUDE_DIRS & set(p.parts)) and p.suffix not in EXCLUDE_SUFFIXES:
+                out.append((f"backend_src/{p.relative_to(REPO).as_posix()}", p))
+    # build.py setup installs requirements.lock; `build.py lock` reads the group files
+    for name in ("build.py", "requirements.lock", "requirements.txt", "requirements-dev.txt",
+                 "requirements-bench.txt", "requirements-ray.txt"):
+        out.append((f"backend_src/{name}", REPO / name))
     return out
 
 
@@ -82,6 +98,7 @@ def package_extension(out_dir) -> Path:
         entries = [("blender_manifest.toml", MANIFEST)] + [(p.relative_to(ADDON_DIR).as_posix(), p)
                                                             for p in addon_files()]
         entries += [(f"backend_contract/{p.name}", p) for p in CONTRACT_FILES]
+        entries += backend_files()
         for name, p in entries:
             # Fixed timestamps: the same sources give the same zip.
             info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
