@@ -313,7 +313,7 @@ def reconstruct(inputs=(), output="faceforge_result", *, landmarks="mediapipe", 
         from .fit.identity_check import pipeline_identity_warnings
 
         warnings += pipeline_identity_warnings(
-            views, model, spec, joint=res, config=fit_config, cancel=cancel,
+            views, model, spec, joint=res, config=fit_config, cancel=cancel, device=device,
             progress=lambda f: progress("check", f, "checking that all photos show one person"))
     _check(cancel)
 

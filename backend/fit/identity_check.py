@@ -38,11 +38,12 @@ def _iod(views) -> np.ndarray:
     return np.array([max(float(v.detection.interocular), 1.0) for v in views])
 
 
-def identity_scores(views, model, spec, config=None, joint=None, progress=None, cancel=None) -> dict:
+def identity_scores(views, model, spec, config=None, joint=None, progress=None, cancel=None, device=None) -> dict:
     """Per view: `alone` and `others` (median landmark error as a fraction of eye distance, fitted alone with the
     ordinary prior and with the other views' posterior) and `ratio` = others / alone.
 
-    joint: the FitResult of all views fitted together (pipeline.fit_views); fitted here when not given."""
+    joint: the FitResult of all views fitted together (pipeline.fit_views); fitted here when not given.
+    device: where the fits run (None: the config's)."""
     from .adjuster import BundleAdjuster
     from .inputs import camera_groups, detector_scores
     from .presets import product_config
@@ -55,6 +56,8 @@ def identity_scores(views, model, spec, config=None, joint=None, progress=None, 
     cfg = config or product_config(spec.format, V)
     if K is not None:
         cfg = replace(cfg, n_identity=K)
+    if device is not None:
+        cfg = replace(cfg, device=device)
     pts = np.stack([v.detection.points for v in views])  # (V, L, 2)
     sizes = np.array([(v.width, v.height) for v in views], np.float64)
     focal = [v.focal_px for v in views]
@@ -110,20 +113,22 @@ def spread_subset(views, rough_angles, n: int) -> list[int]:
     return sorted(picks)
 
 
-def pipeline_identity_warnings(views, model, spec, joint=None, config=None, progress=None, cancel=None) -> list[str]:
+def pipeline_identity_warnings(views, model, spec, joint=None, config=None, progress=None, cancel=None,
+                               device=None) -> list[str]:
     """For pipeline.reconstruct, after fit_views. Never fails the run: a check that cannot run is no reason to lose
     the reconstruction, but it says so (a warning) rather than staying silent. Cancellation still cancels."""
     from ..errors import CancelledError
 
     try:
-        return identity_warnings(views, model, spec, config, joint, progress, cancel)
+        return identity_warnings(views, model, spec, config, joint, progress, cancel, device)
     except CancelledError:
         raise
     except Exception as e:  # noqa: BLE001 - advisory only
         return [f"the same-person check could not run ({type(e).__name__}: {e}); the reconstruction is unaffected"]
 
 
-def identity_warnings(views, model, spec, config=None, joint=None, progress=None, cancel=None) -> list[str]:
+def identity_warnings(views, model, spec, config=None, joint=None, progress=None, cancel=None,
+                      device=None) -> list[str]:
     """Warnings naming each view that does not look like the person in the other views (needs >= 3 views:
     with two, either one could be the odd one out)."""
     if len(views) < 3:
@@ -139,7 +144,7 @@ def identity_warnings(views, model, spec, config=None, joint=None, progress=None
         out.append(f"{len(views)} photos: the same-person check used {len(sel)} of them, spread over head pose")
         joint = None
     sub = [views[i] for i in sel]
-    s = identity_scores(sub, model, spec, config, joint, progress, cancel)
+    s = identity_scores(sub, model, spec, config, joint, progress, cancel, device)
     worst = int(np.argmax(s["ratio"]))
     for i, (v, r, a, o) in enumerate(zip(sub, s["ratio"], s["alone"], s["others"])):
         if i == worst and r > RATIO_WARN and o - a > MIN_EXTRA:
