@@ -27,7 +27,7 @@ import numpy as np
 from backend.eyes import posed_vertices
 from backend.face_model import FaceModel
 from backend.texture import atlas as atlas_mod
-from backend.fit.spec import IRIS_CENTRES
+from backend.fit.spec import IRIS_CENTRES, yaw_weights
 from backend.texture.raster import project, rasterize
 
 from . import render_gt as rg
@@ -253,16 +253,6 @@ def embedded_points(model: FaceModel, cmap: dict, vertices, view_yaw: float) -> 
         Pc = (vertices[cmap["contour_tri"]] * cmap["contour_bary"][..., None]).sum(2)  # (C, nb, 3)
         P[cmap["contour_ids"]] = (Pc * w[None, :, None]).sum(1)
     return P
-
-
-def yaw_weights(bins, yaw: float) -> np.ndarray:
-    """Linear interpolation weights over the yaw bins (clamped at the ends)."""
-    y = float(np.clip(yaw, bins[0], bins[-1]))
-    k = int(np.clip(np.searchsorted(bins, y) - 1, 0, len(bins) - 2))
-    a = (y - bins[k]) / (bins[k + 1] - bins[k])
-    w = np.zeros(len(bins))
-    w[k], w[k + 1] = 1 - a, a
-    return w
 
 
 def tune_blendshape_sigma(model: FaceModel, spec, scenes, config, rounds: int = 3, floor: float = 0.03,

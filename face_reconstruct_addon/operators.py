@@ -539,6 +539,23 @@ class FACEFORGE_OT_export_livelink_csv(bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
+def _export_head(op, context, kind: str, write) -> set:
+    """Shared body of the export operators: the head of the selection (or the active object), written by
+    write(path, rig) -> bytes written; one line on failure naming the file."""
+    rig = _rig_from_context(context, op.rig)
+    if rig is None:
+        op.report({"ERROR"}, "select an object of a FaceForge import (the head to export)")
+        return {"CANCELLED"}
+    path = Path(bpy.path.abspath(op.filepath)).absolute()
+    try:
+        size = write(path, rig)
+    except (RuntimeError, OSError) as e:
+        op.report({"ERROR"}, f"{path}: {kind} export failed: {str(e).strip().splitlines()[-1]}")
+        return {"CANCELLED"}
+    op.report({"INFO"}, f"Wrote {path} ({size / 1e6:.1f} MB)")
+    return {"FINISHED"}
+
+
 class FACEFORGE_OT_export_glb(bpy.types.Operator, ExportHelper):
     """Export the selected FaceForge head (or the active one) as binary glTF: its 52 ARKit morph targets, skin and
     animation (driven shape keys baked for the export)"""
@@ -558,20 +575,9 @@ class FACEFORGE_OT_export_glb(bpy.types.Operator, ExportHelper):
     rig: StringProperty(default="", options={"HIDDEN"})
 
     def execute(self, context):
-        rig = _rig_from_context(context, self.rig)
-        if rig is None:
-            self.report({"ERROR"}, "select an object of a FaceForge import (the head to export)")
-            return {"CANCELLED"}
-        path = Path(bpy.path.abspath(self.filepath)).absolute()
-        try:
-            size = animation.export_glb(path, context.scene, animations=self.animations, rig=rig,
-                                        draco=self.compression == "DRACO",
-                                        sparse=self.compression in ("SPARSE", "DRACO"))
-        except (RuntimeError, OSError) as e:
-            self.report({"ERROR"}, f"{path}: glTF export failed: {str(e).strip().splitlines()[-1]}")
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Wrote {path} ({size / 1e6:.1f} MB)")
-        return {"FINISHED"}
+        return _export_head(self, context, "glTF", lambda path, rig: animation.export_glb(
+            path, context.scene, animations=self.animations, rig=rig, draco=self.compression == "DRACO",
+            sparse=self.compression in ("SPARSE", "DRACO")))
 
 
 class FACEFORGE_OT_export_fbx(bpy.types.Operator, ExportHelper):
@@ -587,18 +593,8 @@ class FACEFORGE_OT_export_fbx(bpy.types.Operator, ExportHelper):
     rig: StringProperty(default="", options={"HIDDEN"})
 
     def execute(self, context):
-        rig = _rig_from_context(context, self.rig)
-        if rig is None:
-            self.report({"ERROR"}, "select an object of a FaceForge import (the head to export)")
-            return {"CANCELLED"}
-        path = Path(bpy.path.abspath(self.filepath)).absolute()
-        try:
-            size = animation.export_fbx(path, context.scene, rig, animations=self.animations)
-        except (RuntimeError, OSError) as e:
-            self.report({"ERROR"}, f"{path}: FBX export failed: {str(e).strip().splitlines()[-1]}")
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Wrote {path} ({size / 1e6:.1f} MB)")
-        return {"FINISHED"}
+        return _export_head(self, context, "FBX", lambda path, rig: animation.export_fbx(
+            path, context.scene, rig, animations=self.animations))
 
 
 def menu_import(self, context):
