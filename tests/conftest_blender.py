@@ -117,6 +117,18 @@ def make_bundle(out_dir: Path, subject: str = "Test Subject", seed: int = 0, tex
     return write_bundle(out_dir, result, model, identity, images=images, extra_files=extra)
 
 
+def evaluated_world_co(bpy, obj) -> np.ndarray:
+    """(N, 3) world-space vertex positions of obj after its modifiers, shape keys and drivers."""
+    deps = bpy.context.evaluated_depsgraph_get()
+    ev = obj.evaluated_get(deps)
+    me = ev.to_mesh()
+    co = np.zeros(len(me.vertices) * 3, np.float32)
+    me.vertices.foreach_get("co", co)
+    ev.to_mesh_clear()
+    m = np.array(obj.matrix_world)
+    return co.reshape(-1, 3) @ m[:3, :3].T + m[:3, 3]
+
+
 def result_json(bundle: Path) -> dict:
     return json.loads((Path(bundle) / "result.json").read_text())
 

@@ -10,7 +10,8 @@ import struct
 import numpy as np
 import pytest
 
-from conftest_blender import bpy_clean, bpy_module, look_at_R, make_bundle, result_json  # noqa: F401
+from conftest_blender import (bpy_clean, bpy_module, evaluated_world_co, look_at_R, make_bundle,  # noqa: F401
+                              result_json)
 
 N = 16            # tracked frames (31 video frames: the CSV crosses a second)
 STEP = 2          # every 2nd video frame
@@ -103,16 +104,6 @@ def _npz(bundle):
     return np.load(bundle / "animation.npz"), np.load(bundle / "blendshapes.npz")
 
 
-def _eval_head_co(bpy, head):
-    deps = bpy.context.evaluated_depsgraph_get()
-    ev = head.evaluated_get(deps)
-    me = ev.to_mesh()
-    co = np.zeros(len(me.vertices) * 3, np.float32)
-    me.vertices.foreach_get("co", co)
-    ev.to_mesh_clear()
-    return (np.array(head.matrix_world) @ np.c_[co.reshape(-1, 3), np.ones(len(co) // 3)].T).T[:, :3]
-
-
 def test_import_keys_expression_and_head_pose(bpy_clean, vbundle):
     bpy = bpy_clean
     from face_reconstruct_addon import compat, importer
@@ -156,7 +147,7 @@ def test_import_keys_expression_and_head_pose(bpy_clean, vbundle):
                                                                   bs["deltas"][:, keep], 1)
         X = X[sample]
         want = importer.to_blender((R[REF].T @ (X @ R[k].T + t[k] - t[REF]).T).T)
-        got = _eval_head_co(bpy, head)[sample]
+        got = evaluated_world_co(bpy, head)[sample]
         np.testing.assert_allclose(got, want, atol=2e-5)
         if k == REF:
             np.testing.assert_allclose(motion, np.eye(4), atol=1e-6)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest_blender import bpy_clean, bpy_module, make_bundle, result_json  # noqa: F401 (fixtures)
+from conftest_blender import bpy_clean, bpy_module, evaluated_world_co, make_bundle, result_json  # noqa: F401 (fixtures)
 
 N_VERTS, N_FACES = 26719, 26384
 # Apple's ARKit blendshape names (ARFaceAnchor.BlendShapeLocation), in Apple's documentation order.
@@ -144,17 +144,6 @@ def test_vertices_and_shape_keys_match_npz(bpy_clean, bundle):
         assert out["objects"][part].data.shape_keys is None
 
 
-def _evaluated(bpy, obj):
-    deps = bpy.context.evaluated_depsgraph_get()
-    ev = obj.evaluated_get(deps)
-    me = ev.to_mesh()
-    co = np.zeros(len(me.vertices) * 3, np.float32)
-    me.vertices.foreach_get("co", co)
-    ev.to_mesh_clear()
-    m = np.array(obj.matrix_world)
-    return co.reshape(-1, 3) @ m[:3, :3].T + m[:3, 3]
-
-
 def test_jaw_is_one_control(bpy_clean, bundle):
     """jawOpen turns the jaw bone; the head opens by its shape key only (not weighted to the jaw), the lower teeth
     and tongue follow the bone, and every object lands where ICT's jawOpen puts it: never twice."""
@@ -178,7 +167,7 @@ def test_jaw_is_one_control(bpy_clean, bundle):
         for part, tol in (("head", 1e-4), ("teeth_lower", 1e-3), ("tongue", 1e-3), ("teeth_upper", 1e-5)):
             ids = _model_ids(out, part)
             want = importer.to_blender(d["neutral"][ids] + w * jaw[ids])
-            err = np.abs(_evaluated(bpy, out["objects"][part]) - want).max()
+            err = np.abs(evaluated_world_co(bpy, out["objects"][part]) - want).max()
             # At w = 1 bone + residual shape = ICT exactly; half way the rotation's arc differs from the linear
             # shape by at most r (1 - cos(theta/4))-ish: measured 0.4 mm on the lower teeth.
             assert err < (tol if w == 1.0 else 1e-3 + 0.006), (part, w, err)
@@ -191,11 +180,11 @@ def test_tongue_out_moves_the_tongue(bpy_clean, bundle):
 
     out = importer.import_bundle(bundle)
     rig, tongue = out["rig"], out["tongue"]
-    before = {k: _evaluated(bpy, o) for k, o in out["objects"].items()}
+    before = {k: evaluated_world_co(bpy, o) for k, o in out["objects"].items()}
     rig["tongueOut"] = 1.0
     rig.update_tag()
     bpy.context.view_layer.update()
-    after = {k: _evaluated(bpy, o) for k, o in out["objects"].items()}
+    after = {k: evaluated_world_co(bpy, o) for k, o in out["objects"].items()}
     moved = after["tongue"] - before["tongue"]
     assert -moved[:, 1].min() > 0.02  # the tip comes forward (Blender -Y) by more than 2 cm
     assert (np.linalg.norm(moved, axis=1) > 0.005).sum() > 100  # a tongue, not a vertex
@@ -229,7 +218,7 @@ def test_rig_drivers_and_skinning(bpy_clean, bundle):
     ids = _model_ids(out, "head")
     want = d["neutral"] + 0.5 * d["deltas"][names_l.index("mouthSmileLeft")] + 0.4 * (
         d["deltas"][names_l.index("browInnerUpLeft")] + d["deltas"][names_l.index("browInnerUpRight")])
-    np.testing.assert_allclose(_evaluated(bpy, head), importer.to_blender(want[ids]), atol=1e-4)
+    np.testing.assert_allclose(evaluated_world_co(bpy, head), importer.to_blender(want[ids]), atol=1e-4)
     # eyeLook* turn the eye bones (30 deg sideways, 25 up, 30 down at 1): looking out/in moves both gazes towards
     # the same world side.
     rig["eyeLookOutLeft"] = 1.0
@@ -247,7 +236,7 @@ def test_rig_drivers_and_skinning(bpy_clean, bundle):
     # The eyeballs turn with their bones about their centres.
     eye = out["objects"]["eye.L"]
     rest = importer.to_blender(d["neutral"][_model_ids(out, "eye.L")])
-    moved = _evaluated(bpy, eye)
+    moved = evaluated_world_co(bpy, eye)
     assert np.abs(moved - rest).max() > 0.005
     c = np.array(rig.matrix_world @ rig.pose.bones["eye.L"].head)  # the bone's head is the eyeball's centre
     np.testing.assert_allclose(np.linalg.norm(moved - c, axis=1), np.linalg.norm(rest - c, axis=1), atol=1e-5)
