@@ -261,27 +261,15 @@ def track_video(model, spec, res, vf: VideoFrames, reference: int, smoothing: fl
                 cancel=None):
     """Pose and expression of every sampled frame, with the identity and focal of the identity fit `res`.
     MediaPipe's own scores of each frame are its start and, as for a photo, a prior."""
-    from .fit.inputs import detector_scores
+    from .fit.inputs import detection_scores
     from .fit.tracking import track
 
     pts, valid = _points(vf)
-    scores = init = None
-    have = [d for d in vf.detections if d is not None]
-    if any(d.blendshapes for d in have):
-        scores = np.full((len(pts), model.n_expression), np.nan)
-        idx = [k for k, d in enumerate(vf.detections) if d is not None]
-        scores[idx] = detector_scores(model, [_Scored(d) for d in have])
-        init = np.nan_to_num(scores)
+    scores = detection_scores(model, vf.detections)
+    init = None if scores is None else np.nan_to_num(scores)
     return track(model, spec, res.identity[0], float(res.focal[0, 0]), pts, valid, vf.size, fps=vf.fps,
                  smoothing=smoothing, reference=reference, init_expression=init, device=device,
                  progress=progress, cancel=cancel, scores=scores)
-
-
-class _Scored:
-    """A detection seen as a view (what fit.inputs.detector_scores reads)."""
-
-    def __init__(self, detection):
-        self.detection = detection
 
 
 def arkit_matrix(expression_names) -> np.ndarray:
@@ -296,9 +284,7 @@ def arkit_matrix(expression_names) -> np.ndarray:
 
 def animation_files(model, vf: VideoFrames, trk, picks, reference, res, smoothing, timings) -> tuple[dict, bytes]:
     """result.json's `animation` section and the bytes of animation.npz (docs/result-bundle.md)."""
-    from .face_model import ARKIT_52
-
-    from .face_model import gaze_angles
+    from .face_model import ARKIT_52, gaze_angles
 
     N = len(vf.frames)
     expr = trk.expression.astype(np.float32)
@@ -307,7 +293,7 @@ def animation_files(model, vf: VideoFrames, trk, picks, reference, res, smoothin
     buf = io.BytesIO()
     np.savez_compressed(buf, frame=vf.frames.astype(np.int64), time_s=vf.frames / vf.video_fps, valid=vf.valid,
                         expression=expr, gaze_deg=gaze, arkit_names=np.array(ARKIT_52),
-                        arkit=(expr @ arkit_matrix(model.expression_names)).astype(np.float32),
+                        arkit=(expr @ arkit_matrix(names)).astype(np.float32),
                         R=trk.R.astype(np.float64), t=trk.t.astype(np.float64),
                         reprojection_px=trk.reprojection_px.astype(np.float32))
     section = {

@@ -378,11 +378,15 @@ class BundleAdjuster:
         _, Xc = self.points(pb, st)
         return (self.project(pb, st, Xc) - pb.obs).norm(dim=-1)
 
+    def noise_weight(self, pb: Problem):
+        """Each landmark's inverse noise variance: at its view's yaw where calibrated (update_contour), else fixed."""
+        return self.lm_w if pb.landmark_weight is None else pb.landmark_weight
+
     def landmark_weights(self, pb: Problem, st: State):
         """IRLS Huber weights x contour/visibility weights."""
         c = self.cfg
         P, Xc = self.points(pb, st)
-        lm_w = self.lm_w if pb.landmark_weight is None else pb.landmark_weight
+        lm_w = self.noise_weight(pb)
         r = self.reprojection_px(pb, st) / pb.scale[..., None] / pb.sigma * lm_w.sqrt()
         huber = torch.where(r <= c.huber, torch.ones_like(r), c.huber / r.clamp_min(1e-9))
         # surface normals at the landmarks, rotated into the camera
@@ -409,8 +413,7 @@ class BundleAdjuster:
         then weigh as much as the data deserve - clean landmarks are trusted more, noisy ones less."""
         _, Xc = self.points(pb, st)
         r = ((self.project(pb, st, Xc) - pb.obs) / pb.scale[..., None, None]).abs()  # (B,V,L,2)
-        lm_w = self.lm_w if pb.landmark_weight is None else pb.landmark_weight
-        r = r * lm_w.sqrt()[..., None]  # each landmark in units of its own noise
+        r = r * self.noise_weight(pb).sqrt()[..., None]  # each landmark in units of its own noise
         use = ((pb.vis > 0) & ~self.contour & ~self.iris)[..., None].expand_as(r)
         r = torch.where(use, r, torch.full_like(r, float("nan"))).reshape(r.shape[0], -1)
         sig = 1.4826 * torch.nanmedian(r, dim=1).values

@@ -15,10 +15,15 @@ def camera_groups(views) -> np.ndarray:
 def detector_scores(model, views) -> np.ndarray | None:
     """(V, E) the detector's own expression scores on the model's shape names, nan for views without; None when no
     view has any."""
-    if not any(v.detection.blendshapes for v in views):
+    return detection_scores(model, [v.detection for v in views])
+
+
+def detection_scores(model, detections) -> np.ndarray | None:
+    """detector_scores for detections (None where a frame has no face: a row of nan)."""
+    if not any(d is not None and d.blendshapes for d in detections):
         return None
-    out = np.full((len(views), model.n_expression), np.nan)
-    for i, v in enumerate(views):
-        if v.detection.blendshapes:
-            out[i] = list(arkit_to_shape_names(v.detection.blendshapes, model.expression_names).values())
+    out = np.full((len(detections), model.n_expression), np.nan)
+    for i, d in enumerate(detections):
+        if d is not None and d.blendshapes:
+            out[i] = list(arkit_to_shape_names(d.blendshapes, model.expression_names).values())
     return out

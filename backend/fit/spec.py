@@ -85,18 +85,23 @@ class LandmarkSpec:
         return P
 
 
+def surface_rows(model: FaceModel, vertex_ids, bary):
+    """Points on the model's surface given by triangle vertex ids and barycentric weights (..., 3): their neutral
+    positions (..., 3) and expression basis (..., E, 3)."""
+    return ((model.neutral[vertex_ids] * bary[..., None]).sum(-2),
+            np.einsum("e...jd,...j->...ed", model.expression[:, vertex_ids], bary))
+
+
 def landmark_evaluator(spec: LandmarkSpec, model: FaceModel):
     """A function (expression (N,E), view yaw (N,)) -> (N,L,3): spec.points for many frames of one face (the model's
     identity as given, e.g. a personalised model), from landmark-level bases built once."""
     E = model.n_expression
-    rows = lambda vid, bary: ((model.neutral[vid] * bary[..., None]).sum(-2),  # noqa: E731
-                              np.einsum("e...jd,...j->...ed", model.expression[:, vid], bary))
-    mean, basis = rows(spec.vertex_ids, spec.bary)  # (L,3), (L,E,3)
+    mean, basis = surface_rows(model, spec.vertex_ids, spec.bary)  # (L,3), (L,E,3)
     if spec.expression_offsets is not None:
         basis = basis + spec.expression_offsets
     table = None
     if spec.contour_ids is not None:
-        table = rows(spec.contour_tri, spec.contour_bary)  # (C,nb,3), (C,nb,E,3)
+        table = surface_rows(model, spec.contour_tri, spec.contour_bary)  # (C,nb,3), (C,nb,E,3)
 
     def evaluate(expression, yaws):
         expression = np.asarray(expression, np.float64).reshape(-1, E)
@@ -155,7 +160,7 @@ def gaze_basis(model: FaceModel, vertex_ids: np.ndarray, bary: np.ndarray, iris:
 def response_basis(model: FaceModel, spec: LandmarkSpec, gain: np.ndarray) -> np.ndarray:
     """(L, E, 3): (gain_e - 1) x each fixed landmark's expression basis on its embedding. The face oval's points are
     left out (the silhouette table models them) and so are the iris centres (gaze_basis turns them)."""
-    basis = np.einsum("e...jd,...j->...ed", model.expression[:, spec.vertex_ids], spec.bary)  # (L, E, 3)
+    _, basis = surface_rows(model, spec.vertex_ids, spec.bary)  # (L, E, 3)
     out = basis * (np.asarray(gain, np.float64) - 1.0)[None, :, None]
     out[spec.contour | spec.iris] = 0.0
     return out

@@ -92,10 +92,8 @@ def fit_frames(model: FaceModel, spec: LandmarkSpec, identity, focal: float, poi
     points = np.asarray(points, np.float64)
     valid = np.asarray(valid, bool)
     N, L = points.shape[:2]
-    cfg = dataclasses.replace(config or product_config(spec.format, 1), n_identity=1, fix_identity=True,
-                              fix_focal=True, device=device)
-    if config is None:
-        cfg = dataclasses.replace(cfg, iterations=FRAME_ITERATIONS)
+    base = config or dataclasses.replace(product_config(spec.format, 1), iterations=FRAME_ITERATIONS)
+    cfg = dataclasses.replace(base, n_identity=1, fix_identity=True, fix_focal=True, device=device)
     ba = BundleAdjuster(personalised_model(model, identity), spec, cfg)
     expr, R, t = np.zeros((N, model.n_expression)), np.tile(np.eye(3), (N, 1, 1)), np.zeros((N, 3))
     idx = np.nonzero(valid)[0]
