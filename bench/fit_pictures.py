@@ -20,11 +20,10 @@ from .real import DATA, baseline_fit, product_fit
 CELL = 320  # px per picture cell
 
 
-def _draw(model, res, j, size, crop, light):
+def _draw(model, res, j, crop, light):
     """The fitted head of view j drawn in its camera, cropped like the photo."""
     from . import render_gt as rg
 
-    w, h = size
     x0, y0, side = crop
     s = CELL / side  # render only the crop, at the cell's resolution: shift the principal point, scale the focal
     ident = np.zeros(model.n_identity)
@@ -69,7 +68,7 @@ def picture(photos, out: Path) -> Path:
                                 borderMode=cv2.BORDER_CONSTANT)]
         for fit in (baseline_fit, product_fit):
             _, res = fit([v])
-            cells.append(_draw(model, res, 0, (v.width, v.height), crop, light))
+            cells.append(_draw(model, res, 0, crop, light))
         rows.append(np.concatenate(cells, 1))
         print(f"{p.parent.name}/{p.name}", flush=True)
     grid = np.concatenate(rows, 0)
