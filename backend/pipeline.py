@@ -148,7 +148,9 @@ def safe_file_name(name: str, default: str) -> str:
     return base or default
 
 
-def fit_views(views: list[View], device="cpu", progress=_noop_progress, cancel=None, config=None):
+def fit_views(views: list[View], device=None, progress=_noop_progress, cancel=None, config=None):
+    """The joint fit of one person's views (the product's settings unless config is given). device: where it
+    runs (None: the config's)."""
     from dataclasses import replace
 
     from .fit import BundleAdjuster, landmark_spec
@@ -159,7 +161,9 @@ def fit_views(views: list[View], device="cpu", progress=_noop_progress, cancel=N
     model = load_face_model()
     fmt = views[0].detection.format
     spec = landmark_spec(fmt, model)
-    cfg = replace(config or product_config(fmt, len(views)), device=device)
+    cfg = config or product_config(fmt, len(views))
+    if device is not None:
+        cfg = replace(cfg, device=device)
     pts = np.stack([v.detection.points for v in views])[None]
     vis = np.ones(pts.shape[:3])
     sizes = np.array([[(v.width, v.height) for v in views]], np.float64)

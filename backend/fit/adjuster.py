@@ -111,6 +111,9 @@ class BundleAdjuster:
         c = self.cfg
         dev, dt = torch.device(c.device), c.dtype
         self.dev, self.dt = dev, dt
+        # reading a value back to Python is free on the CPU and a wait for the whole queue on a GPU: the solver
+        # skips work it can see is not needed only where looking is free
+        self.host_reads_cheap = dev.type == "cpu"
         self.lm = TorchFaceModel(model, dev, dt, vertex_ids=spec.vertex_ids, bary_weights=spec.bary,
                                  n_identity=c.n_identity)
         L = len(spec.valid)
@@ -260,13 +263,15 @@ class BundleAdjuster:
                 st, lam, cost = self._lm_step_rigid(pb, st, w, lam)
             else:
                 st, lam, cost = self._lm_step(pb, st, w, lam, rigid)
-            history.append(float(cost.mean()))
+            history.append(cost.mean())  # read back once per round, below, and at the end: no wait per step
             # judge convergence over one reweighting round (same weights and sigma, so costs compare), at its
             # last step
             if round_start is None:
                 round_start = history[-1]
-            elif not rigid and reweigh(it + 1) and round_start - history[-1] <= c.tolerance * round_start:
-                break
+            elif not rigid and reweigh(it + 1):
+                first, last = torch.stack([round_start, history[-1]]).tolist()
+                if first - last <= c.tolerance * first:
+                    break
             if progress is not None:
                 progress((it + 1) / total)
         err = self.reprojection_px(pb, st) * (pb.vis > 0)
@@ -274,7 +279,7 @@ class BundleAdjuster:
         return FitResult(
             identity=_np(st.a), expression=_np(st.b), R=_np(st.R), t=_np(st.t), focal=_np(pb.focal(st)),
             cx=_np(pb.cx), cy=_np(pb.cy), reprojection_px=_np(err), weights=_np(w), iterations=it + 1,
-            cost=_np(cost), history=history, identity_cov=_np(self.identity_covariance(pb, st, w)),
+            cost=_np(cost), history=torch.stack(history).tolist(), identity_cov=_np(self.identity_covariance(pb, st, w)),
             sigma=_np(pb.sigma.reshape(-1)))
 
     # ---------------------------------------------------------------- set-up
@@ -543,7 +548,7 @@ class BundleAdjuster:
         inf = torch.full((*st.b.shape[:2], 6), math.inf, dtype=self.dt, device=self.dev)
         bounds = (torch.cat([-st.b, -inf], -1), torch.cat([1 - st.b, inf], -1))
         return damped_step(st, lambda s: self.cost(pb, s, w), lam, Hgg, Hgl, Hll, gg, gl,
-                           lambda dg, dl: self._apply(st, dg, dl), bounds)
+                           lambda dg, dl: self._apply(st, dg, dl), bounds, skip_needless_solves=self.host_reads_cheap)
 
     def _normal_equations(self, pb: Problem, st: State, w, rigid):
         """Gauss-Newton blocks (Hgg, Hgl, Hll, gg, gl) of the full problem, priors included (half of everything:

@@ -1,40 +1,82 @@
-"""Starting values: per-view pose by PnP (OpenCV) on the current shape, and a coarse shared focal."""
+"""Starting values: per-view pose by a batched PnP on the current shape, and a coarse shared focal."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .problem import Problem, State
+from .rotations import so3_exp
 
 
-def _np(x):
-    return x.detach().cpu().numpy()
+def batched_pnp(P, obs, mask, f, cx, cy, iterations: int = 5):
+    """Camera poses (R (...,3,3), t (...,3)) of many views at once: points P (...,L,3) seen at pixels obs (...,L,2)
+    where mask (...,L) by pinhole cameras f, cx, cy (...). A scaled-orthographic start (the weighted affine fit
+    of the points, orthonormalised) then damped Gauss-Newton on the perspective reprojection error: every view in
+    one batched solve on the fit's device, with no per-view host round trip.
+
+    It lands where OpenCV's SQPnP plus iterative refinement does (rendered photos through MediaPipe: 0.00 deg
+    median, 0.03 deg max apart after 4 iterations; python -m bench.pose_init)."""
+    dt, dev = P.dtype, P.device
+    m = mask.to(dt)[..., None]
+    x = (obs - torch.stack([cx, cy], -1)[..., None, :]) / f[..., None, None]
+    n = m.sum(-2).clamp_min(1)
+    Pm, xm = (m * P).sum(-2) / n, (m * x).sum(-2) / n
+    Pc = P - Pm[..., None, :]
+    # affine camera A (2x3): x - xm = A (P - Pm); its rows are the scaled first two rows of R
+    C = (m * Pc).transpose(-1, -2) @ Pc + 1e-9 * torch.eye(3, dtype=dt, device=dev)
+    A = torch.linalg.solve(C, (m * Pc).transpose(-1, -2) @ (x - xm[..., None, :])).transpose(-1, -2)
+    U, S, Vh = torch.linalg.svd(A, full_matrices=False)
+    r12 = U @ Vh
+    R = torch.cat([r12, torch.linalg.cross(r12[..., 0, :], r12[..., 1, :])[..., None, :]], -2)
+    s = S.mean(-1).clamp_min(1e-9)
+    t = torch.cat([xm / s[..., None], 1 / s[..., None]], -1) - (R @ Pm[..., None])[..., 0]
+
+    def cost_of(R, t):
+        X = P @ R.transpose(-1, -2) + t[..., None, :]
+        e = (X[..., :2] / X[..., 2:].clamp_min(1e-6) - x) * m
+        return X, e, (e ** 2).sum((-1, -2)) + 1e30 * (X[..., 2] <= 0).any(-1)  # behind the camera: never taken
+
+    X, e, cost = cost_of(R, t)
+    lam = torch.full(cost.shape, 1e-3, dtype=dt, device=dev)
+    eye6 = torch.eye(6, dtype=dt, device=dev)
+    for _ in range(iterations):
+        # d(u, v)/dX of the projection, then the rotation part through X = exp(w) R P + t: du/dw = (RP) x du/dX
+        iz = m / X[..., 2:]
+        zero = torch.zeros_like(iz)
+        du = torch.cat([iz, zero, -X[..., :1] * iz / X[..., 2:]], -1)
+        dv = torch.cat([zero, iz, -X[..., 1:2] * iz / X[..., 2:]], -1)
+        q = X - t[..., None, :]
+        J = torch.stack([torch.cat([torch.linalg.cross(q, du), du], -1),
+                         torch.cat([torch.linalg.cross(q, dv), dv], -1)], -2).flatten(-3, -2)  # (..., 2L, 6)
+        H = J.transpose(-1, -2) @ J
+        g = (J.transpose(-1, -2) @ e.flatten(-2)[..., None])[..., 0]
+        d = -torch.linalg.solve(H + lam[..., None, None] * (H * eye6 + 1e-12 * eye6), g)
+        R1, t1 = so3_exp(d[..., :3]) @ R, t + d[..., 3:]
+        X1, e1, cost1 = cost_of(R1, t1)
+        ok = cost1 < cost
+        R, t = torch.where(ok[..., None, None], R1, R), torch.where(ok[..., None], t1, t)
+        X, e = torch.where(ok[..., None, None], X1, X), torch.where(ok[..., None, None], e1, e)
+        cost = torch.where(ok, cost1, cost)
+        lam = torch.where(ok, lam / 3, lam * 4).clamp(1e-9, 1e9)
+    return R, t, cost
 
 
 def pnp_init(adj, pb: Problem, st: State):
-    """(R, t) of every view by OpenCV's SQPnP then iterative refinement on the non-contour landmarks of the
-    state's shape, seen by the state's focal."""
-    import cv2
-
+    """(R, t) of every view on the non-contour landmarks of the state's shape, seen by the state's focal: all the
+    jobs' views in one batched solve (batched_pnp)."""
     B, V = pb.obs.shape[:2]
     eye = torch.eye(3, dtype=adj.dt, device=adj.dev).expand(B, V, 3, 3)
     P, _ = adj.points(pb, st.replace(R=eye, t=torch.zeros(B, V, 3, dtype=adj.dt, device=adj.dev)))
-    f = _np(pb.focal(st))
-    Pn, on, vn = _np(P), _np(pb.obs), _np(pb.vis)
-    cx, cy = _np(pb.cx), _np(pb.cy)
-    Rs, ts = np.zeros((B, V, 3, 3)), np.zeros((B, V, 3))
-    for b in range(B):
-        for v in range(V):
-            m = (vn[b, v] > 0) & ~adj.spec.contour & ~adj.spec.iris
-            Kmat = np.array([[f[b, v], 0, cx[b, v]], [0, f[b, v], cy[b, v]], [0, 0, 1]])
-            if m.sum() < 6:  # padded view: put it somewhere harmless
-                Rs[b, v], ts[b, v] = np.diag([1.0, -1, -1]), [0, 0, 100.0]
-                continue
-            ok, rvec, tvec = cv2.solvePnP(Pn[b, v, m], on[b, v, m], Kmat, None, flags=cv2.SOLVEPNP_SQPNP)
-            ok, rvec, tvec = cv2.solvePnP(Pn[b, v, m], on[b, v, m], Kmat, None, rvec, tvec, True,
-                                          flags=cv2.SOLVEPNP_ITERATIVE)
-            Rs[b, v], ts[b, v] = cv2.Rodrigues(rvec)[0], tvec.ravel()
-    return torch.as_tensor(Rs, dtype=adj.dt, device=adj.dev), torch.as_tensor(ts, dtype=adj.dt, device=adj.dev)
+    use = torch.as_tensor(~adj.spec.contour & ~adj.spec.iris, device=adj.dev)
+    mask = (pb.vis > 0) & use
+    f = pb.focal(st)
+    # float64: the normal equations of a distant face are badly scaled in float32 (depth against the rotation)
+    d = torch.float64
+    R, t, _ = batched_pnp(P.to(d), pb.obs.to(d), mask, f.to(d), pb.cx.to(d), pb.cy.to(d))
+    # a padded view (too few points to place) goes somewhere harmless: facing the camera, 1 m away
+    few = (mask.sum(-1) < 6)[..., None]
+    R = torch.where(few[..., None], torch.diag(torch.tensor([1.0, -1, -1], dtype=d, device=adj.dev)), R)
+    t = torch.where(few, torch.tensor([0, 0, 100.0], dtype=d, device=adj.dev), t)
+    return R.to(adj.dt), t.to(adj.dt)
 
 
 def search_focal(adj, pb: Problem, logf0: torch.Tensor) -> torch.Tensor:

@@ -51,13 +51,17 @@ def drop_local(keep, Hll, Hgl, gl):
     return Hll * k[..., :, None] * k[..., None, :] + torch.diag_embed(1 - k), Hgl * k[..., None, :], gl * k
 
 
-def damped_step(state, cost, lam, Hgg, Hgl, Hll, gg, gl, apply, bounds=None, attempts: int = 8):
+def damped_step(state, cost, lam, Hgg, Hgl, Hll, gg, gl, apply, bounds=None, attempts: int = 8,
+                skip_needless_solves: bool = True):
     """One Levenberg-Marquardt step of each job in the batch.
 
     state: anything with .select(mask, other); cost(state) -> (B,) total cost; apply(dg, dl) -> candidate state.
     Each job raises its own damping lam (B,) until its step lowers its cost; jobs that already moved are left
     alone. bounds (lo, hi), each (B,V,local): the allowed range of each local step. A step that leaves it is
     solved again with the offending unknowns held on their bound (the rest re-solved around that move).
+    skip_needless_solves: read back whether a bound was crossed before re-solving. Right on a CPU, where reading a
+    flag is free; on a GPU each read waits for the queue to drain, so there the re-solve always runs (with nothing
+    crossed it repeats the same solve: the step is identical).
     Returns (state, lam, cost)."""
     dt, dev = Hgg.dtype, Hgg.device
     cost0 = cost(state)
@@ -75,7 +79,7 @@ def damped_step(state, cost, lam, Hgg, Hgl, Hll, gg, gl, apply, bounds=None, att
             move = torch.zeros_like(dl)
             for _ in range(2):  # a third pass never changed the bench's results
                 out = ((dl < lo) | (dl > hi)) & ~held
-                if not bool(out.any()):
+                if skip_needless_solves and not bool(out.any()):
                     break
                 move = torch.where(out, torch.minimum(torch.maximum(dl, lo), hi), move)
                 held = held | out

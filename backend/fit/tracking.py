@@ -83,17 +83,18 @@ def single_cpu_thread(device):
 
 
 def fit_frames(model: FaceModel, spec: LandmarkSpec, identity, focal: float, points, valid, size,
-               init_expression=None, device="cpu", progress=None, cancel=None, config: FitConfig | None = None,
+               init_expression=None, device=None, progress=None, cancel=None, config: FitConfig | None = None,
                scores=None):
     """Independent per-frame fits: returns expression (N,E), R (N,3,3), t (N,3). scores (N,E): the detector's
-    own expression scores (nan where none), the same prior a photo's fit uses (presets.product_config)."""
+    own expression scores (nan where none), the same prior a photo's fit uses (presets.product_config).
+    device: where the fits run (None: the config's)."""
     from .presets import product_config
 
     points = np.asarray(points, np.float64)
     valid = np.asarray(valid, bool)
     N, L = points.shape[:2]
     base = config or dataclasses.replace(product_config(spec.format, 1), iterations=FRAME_ITERATIONS)
-    cfg = dataclasses.replace(base, n_identity=1, fix_identity=True, fix_focal=True, device=device)
+    cfg = dataclasses.replace(base, n_identity=1, fix_identity=True, fix_focal=True, device=device or base.device)
     ba = BundleAdjuster(personalised_model(model, identity), spec, cfg)
     expr, R, t = np.zeros((N, model.n_expression)), np.tile(np.eye(3), (N, 1, 1)), np.zeros((N, 3))
     idx = np.nonzero(valid)[0]
@@ -109,7 +110,7 @@ def fit_frames(model: FaceModel, spec: LandmarkSpec, identity, focal: float, poi
             init = {"expression": np.asarray(init_expression)[sel][None]}
         if scores is not None:
             priors = {"expression": np.asarray(scores)[sel][None]}
-        with single_cpu_thread(device):
+        with single_cpu_thread(cfg.device):
             res = ba.fit(points[sel][None], np.ones((1, V, L)), np.tile(np.asarray(size, np.float64), (1, V, 1)),
                          focal_init=np.full((1, V), float(focal)), focal_known=np.ones((1, V), bool), init=init,
                          cancel=cancel, priors=priors)
