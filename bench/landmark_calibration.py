@@ -297,7 +297,7 @@ GAIN_SHAPES = (("eyeBlinkLeft", "eyeBlinkRight"),)
 
 
 def tune_expression_gain(model: FaceModel, spec, scenes, config, shapes=GAIN_SHAPES, rounds: int = 3,
-                         active: float = 0.3, limits=(0.4, 1.6), progress=None) -> np.ndarray:
+                         active: float = 0.3, limits=(0.2, 1.6), progress=None) -> np.ndarray:
     """Per shape group (left and right share one), how far MediaPipe moves its points relative to the model's
     surface (the response gain spec.response_basis uses): fit rendered photos of known expression with the
     product's settings, take the slope of fitted on true weight over the photos where the shape is active, and
