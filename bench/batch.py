@@ -2,9 +2,9 @@
 
 The same batch of independent photo items (subject folders alternating tests/data/multiview-mvfnet and
 multiview-hrn, 3 photos each, default 2048 px texture) runs through `backend.batch.run_batch`:
-1 local worker (all cores), 1 local worker with one thread, 2 local workers (threads pinned to cores / workers), 2 local workers that
-each keep torch's default of one thread per core (oversubscribed: what pinning avoids), a local Ray
-instance with 2 CPUs, and 2 local workers without a texture (the memory figure for --no-texture items).
+1 local worker (all cores), 1 local worker with one thread, 2 local workers (threads pinned to cores /
+workers), 2 local workers that each keep torch's default of one thread per core (oversubscribed: what pinning
+avoids), a local Ray instance with 2 CPUs, and 2 local workers without a texture (the memory figure for --no-texture items).
 Items/min are given over the whole run (worker start-up included: spawn, imports, face model, MediaPipe
 warm-up, Ray's start) and over the items themselves (first item's start to last item's end), which is
 what a long batch converges to; the scaling ratio uses the latter. Peak memory is the largest per-item

@@ -77,7 +77,8 @@ def _problem(adj, views, focal):
     sizes = np.array([[(v.width, v.height) for v in views]], np.float64)
     pb = adj._problem(pts, np.ones(pts.shape[:3]), sizes, None)
     B, V = pb.obs.shape[:2]
-    st = State(a=torch.zeros(B, adj.K, dtype=adj.dt), logf=torch.log(torch.as_tensor(focal, dtype=adj.dt)).reshape(1, 1),
+    logf = torch.log(torch.as_tensor(focal, dtype=adj.dt)).reshape(1, 1)
+    st = State(a=torch.zeros(B, adj.K, dtype=adj.dt), logf=logf,
                b=torch.zeros(B, V, adj.E, dtype=adj.dt), R=None, t=None)
     return pb, st
 
@@ -179,7 +180,7 @@ def section_speed(lines, model, results):
 def run(out=None, n_subjects=24) -> dict:
     model = load_face_model()
     results: dict = {}
-    lines = [SECTION, "", "`python -m bench.pose_init --out docs` (" + machine_info() + ")", ""]
+    lines = [SECTION, "", "Command: `python -m bench.pose_init --out docs`. Machine:", "", *machine_info(), ""]
     section_accuracy(lines, model, n_subjects, results)
     section_speed(lines, model, results)
     if out:

@@ -54,8 +54,9 @@ def landmark_points(vertices: np.ndarray, spec: LandmarkSpec, expression=None, R
 
 
 def make_scene(rng, model, spec, yaws, pitches=None, noise_px=0.0, size=1024, focal=None, distance_cm=60.0,
-               shared_expression=False):
-    """One subject, several views. Returns dict with truth and per-view landmarks (pixel-centre coords)."""
+               shared_expression=False, off_axis_cm=(0.0, 0.0)):
+    """One subject, several views. Returns dict with truth and per-view landmarks (pixel-centre coords).
+    off_axis_cm: the head moved sideways and down in the camera frame (a face away from the image centre)."""
     ident, _ = random_face(rng, model)
     focal = focal if focal is not None else 1.4 * size
     views = []
@@ -64,6 +65,7 @@ def make_scene(rng, model, spec, yaws, pitches=None, noise_px=0.0, size=1024, fo
         pitch = 0.0 if pitches is None else pitches[i]
         expr = base_expr if shared_expression else random_face(rng, model)[1]
         R, t = look_at_camera(yaw, pitch, rng.uniform(-5, 5), distance_cm)
+        t = t + np.array([*off_axis_cm, 0.0])
         verts = model.vertices(ident, expr)
         pts = project(landmark_points(verts, spec, expr, R, t), R, t, focal, (size - 1) / 2, (size - 1) / 2)
         pts = pts + rng.normal(0, noise_px, pts.shape) if noise_px > 0 else pts

@@ -279,7 +279,8 @@ class BundleAdjuster:
         return FitResult(
             identity=_np(st.a), expression=_np(st.b), R=_np(st.R), t=_np(st.t), focal=_np(pb.focal(st)),
             cx=_np(pb.cx), cy=_np(pb.cy), reprojection_px=_np(err), weights=_np(w), iterations=it + 1,
-            cost=_np(cost), history=torch.stack(history).tolist(), identity_cov=_np(self.identity_covariance(pb, st, w)),
+            cost=_np(cost), history=torch.stack(history).tolist(),
+            identity_cov=_np(self.identity_covariance(pb, st, w)),
             sigma=_np(pb.sigma.reshape(-1)))
 
     # ---------------------------------------------------------------- set-up
@@ -344,9 +345,8 @@ class BundleAdjuster:
         reweightings, so each LM step sees one model."""
         if not self.table:
             return
-        cam = -(st.R.transpose(-1, -2) @ st.t[..., None])[..., 0] - torch.tensor([0.0, 0.0, 5.0], dtype=self.dt,
-                                                                                device=self.dev)
-        yaw = torch.rad2deg(torch.atan2(cam[..., 0], cam[..., 2])).clamp(self.c_bins[0], self.c_bins[-1])
+        cam = -(st.R.transpose(-1, -2) @ st.t[..., None])[..., 0]  # camera centre; the head's centre is at z = 5
+        yaw = torch.rad2deg(torch.atan2(cam[..., 0], cam[..., 2] - 5.0)).clamp(self.c_bins[0], self.c_bins[-1])
         k = (torch.searchsorted(self.c_bins, yaw.contiguous()) - 1).clamp(0, len(self.c_bins) - 2)
         a = (yaw - self.c_bins[k]) / (self.c_bins[k + 1] - self.c_bins[k])
         w = torch.zeros(*yaw.shape, len(self.c_bins), dtype=self.dt, device=self.dev)

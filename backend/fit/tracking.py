@@ -199,7 +199,7 @@ def landmark_errors(model: FaceModel, spec: LandmarkSpec, identity, focal, size,
 
 
 def track(model: FaceModel, spec: LandmarkSpec, identity, focal: float, points, valid, size, *, fps: float = 30.0,
-          smoothing: float = 1.0, reference: int | None = None, init_expression=None, device="cpu", progress=None,
+          smoothing: float = 1.0, reference: int | None = None, init_expression=None, device=None, progress=None,
           cancel=None, scores=None) -> Track:
     """points (N, L, 2) px for every frame (anything where valid is False); size (w, h) of the frames; scores
     (N, E) the detector's own expression scores per frame (nan where none): a prior, as for photos."""
