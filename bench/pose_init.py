@@ -1,5 +1,5 @@
-"""Pose initialisation: the batched PnP the fit starts from (backend/fit/init.py) against OpenCV's SQPnP plus
-iterative refinement, one view at a time (what the fit used before).
+"""Pose initialisation (backend/fit/init.py): the batched PnP the fit starts from on a GPU against OpenCV's SQPnP
+plus iterative refinement, one view at a time (what it uses on the CPU).
 
     python -m bench.pose_init [--out docs] [--subjects 24]
 
@@ -30,39 +30,14 @@ from .synthetic import make_scene, similarity_align
 SECTION = "## Pose initialisation"
 
 
-def opencv_pnp_init(adj, pb, st):
-    """The fit's former initialisation: OpenCV's SQPnP then iterative refinement, view by view on the host."""
-    import cv2
-
-    B, V = pb.obs.shape[:2]
-    eye = torch.eye(3, dtype=adj.dt, device=adj.dev).expand(B, V, 3, 3)
-    P, _ = adj.points(pb, st.replace(R=eye, t=torch.zeros(B, V, 3, dtype=adj.dt, device=adj.dev)))
-    f = pb.focal(st).detach().cpu().numpy()
-    Pn, on, vn = (x.detach().cpu().numpy() for x in (P, pb.obs, pb.vis))
-    cx, cy = pb.cx.cpu().numpy(), pb.cy.cpu().numpy()
-    Rs, ts = np.zeros((B, V, 3, 3)), np.zeros((B, V, 3))
-    for b in range(B):
-        for v in range(V):
-            m = (vn[b, v] > 0) & ~adj.spec.contour & ~adj.spec.iris
-            K = np.array([[f[b, v], 0, cx[b, v]], [0, f[b, v], cy[b, v]], [0, 0, 1]])
-            if m.sum() < 6:
-                Rs[b, v], ts[b, v] = np.diag([1.0, -1, -1]), [0, 0, 100.0]
-                continue
-            _, rvec, tvec = cv2.solvePnP(Pn[b, v, m], on[b, v, m], K, None, flags=cv2.SOLVEPNP_SQPNP)
-            _, rvec, tvec = cv2.solvePnP(Pn[b, v, m], on[b, v, m], K, None, rvec, tvec, True,
-                                         flags=cv2.SOLVEPNP_ITERATIVE)
-            Rs[b, v], ts[b, v] = cv2.Rodrigues(rvec)[0], tvec.ravel()
-    return torch.as_tensor(Rs, dtype=adj.dt, device=adj.dev), torch.as_tensor(ts, dtype=adj.dt, device=adj.dev)
-
-
 @contextmanager
 def initialisation(which: str):
-    """The fit with the batched PnP ('batched', the product's) or OpenCV's, view by view ('opencv')."""
+    """The fit started by the batched PnP ('batched', the product's on a GPU) or by OpenCV's, view by view
+    ('opencv', the product's on the CPU), whatever the device."""
     from backend.fit import adjuster, init
 
     saved = init.pnp_init
-    if which == "opencv":
-        adjuster.pnp_init = init.pnp_init = opencv_pnp_init
+    adjuster.pnp_init = init.pnp_init = init.pnp_opencv if which == "opencv" else init.pnp_batched
     try:
         yield
     finally:
@@ -85,7 +60,7 @@ def _problem(adj, views, focal):
 
 def section_accuracy(lines, model, n_subjects, results):
     from backend.fit import BundleAdjuster, landmark_spec
-    from backend.fit.init import pnp_init
+    from backend.fit.init import pnp_batched, pnp_opencv
     from backend.fit.presets import product_config
     from backend.pipeline import fit_views
 
@@ -103,7 +78,7 @@ def section_accuracy(lines, model, n_subjects, results):
             for k, v in kv:  # one photo at a time: the pose from the mean face at the true focal
                 p = s.photos[k]
                 pb, st = _problem(adj, [v], [[p.focal]])
-                for name, init in (("opencv", opencv_pnp_init), ("batched", pnp_init)):
+                for name, init in (("opencv", pnp_opencv), ("batched", pnp_batched)):
                     R, t = init(adj, pb, st)
                     st1 = st.replace(R=R, t=t)
                     err = adj.reprojection_px(pb, st1)[0, 0].detach().numpy()
@@ -129,7 +104,8 @@ def section_accuracy(lines, model, n_subjects, results):
                  rms=float(np.median(r["rms"])), shape=float(np.mean(r["shape"])), fit_rot=float(np.mean(r["fit_rot"])),
                  photos=len(r["rot"]))
         results[f"accuracy_{name}"] = m
-        label = "batched (product)" if name == "batched" else "OpenCV SQPnP + iterative, per view (before)"
+        label = ("batched (the product on a GPU)" if name == "batched" else
+                 "OpenCV SQPnP + iterative, per view (the product on the CPU)")
         lines.append(f"| {label} | {m['rot_med']:.2f} / {m['rot_p90']:.2f} | {m['rms']:.2f} | {m['shape']:.3f} | "
                      f"{m['fit_rot']:.2f} |")
         print(lines[-1], flush=True)
@@ -150,7 +126,7 @@ def _time(fn, repeats):
 
 def section_speed(lines, model, results):
     from backend.fit import BundleAdjuster, FitConfig, landmark_spec
-    from backend.fit.init import pnp_init
+    from backend.fit.init import pnp_batched, pnp_opencv
     from backend.fit.problem import State
 
     spec = landmark_spec("ibug68", model)
@@ -169,8 +145,8 @@ def section_speed(lines, model, results):
                        logf=torch.full((B, 1), float(np.log(scenes[0]["views"][0]["focal"])), dtype=adj.dt,
                                        device=adj.dev),
                        b=torch.zeros(B, V, adj.E, dtype=adj.dt, device=adj.dev), R=None, t=None)
-            t_cv = _time(lambda: opencv_pnp_init(adj, pb, st), 5)
-            t_b = _time(lambda: pnp_init(adj, pb, st), 5)
+            t_cv = _time(lambda: pnp_opencv(adj, pb, st), 5)
+            t_b = _time(lambda: pnp_batched(adj, pb, st), 5)
             results[f"speed_{dev}_{B}x{V}"] = dict(opencv_ms=t_cv * 1e3, batched_ms=t_b * 1e3)
             lines.append(f"| {dev} | {B} x {V} | {t_cv * 1e3:.1f} | {t_b * 1e3:.1f} | {t_cv / t_b:.2f} |")
             print(lines[-1], flush=True)

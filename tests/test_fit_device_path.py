@@ -1,5 +1,5 @@
-"""What the GPU path depends on, checked on the CPU: the pose start is one batched solve that lands where OpenCV's
-PnP does, a fit reads few values back to the host per step (each read waits for a GPU's whole queue), skipping
+"""What the GPU path depends on, checked on the CPU: the GPU's pose start is one batched solve that lands where
+OpenCV's PnP (the CPU's start) does, a fit reads few values back to the host per step (each read waits for a GPU's whole queue), skipping
 those reads changes nothing, and a caller's config keeps its device. tests/test_cuda_parity.py compares CPU and
 CUDA where CUDA is present."""
 import contextlib
@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from backend.fit import BundleAdjuster, landmark_spec
-from backend.fit.init import pnp_init
+from backend.fit.init import pnp_batched, pnp_init, pnp_opencv
 from backend.fit.presets import product_config
 from backend.fit.problem import State
 from bench.accuracy import rot_angle
-from bench.pose_init import opencv_pnp_init
 from bench.synthetic import make_scene
 
 HOST_READS = ("__bool__", "__float__", "__int__", "__index__", "item", "tolist", "numpy")
@@ -66,8 +65,8 @@ def test_batched_pose_start_lands_where_opencv_pnp_does(model, focal, frame, max
     pb = adj._problem(pts, np.ones(pts.shape[:3]), np.full((3, 8, 2), float(frame)), None)
     st = mean_face_state(adj, 3, 8, focal)
     with counting_host_reads() as reads:
-        R, t = pnp_init(adj, pb, st)
-    R_cv, t_cv = opencv_pnp_init(adj, pb, st)
+        R, t = pnp_batched(adj, pb, st)
+    R_cv, t_cv = pnp_opencv(adj, pb, st)
     angles = [rot_angle(R[b, v].double().numpy() @ R_cv[b, v].double().numpy().T) for b in range(3) for v in range(8)]
     assert max(angles) < 0.05
     assert float((t - t_cv).norm(dim=-1).max()) < 0.05  # cm
@@ -88,39 +87,49 @@ def test_pose_start_with_missing_points_and_padded_views(model):
     vis[0, 3, :5] = 1
     pb = adj._problem(pts, vis, np.full((1, 4, 2), 512.0), None)
     st = mean_face_state(adj, 1, 4, 900.0)
-    R, t = pnp_init(adj, pb, st)
-    R_cv, t_cv = opencv_pnp_init(adj, pb, st)
+    R, t = pnp_batched(adj, pb, st)
+    R_cv, t_cv = pnp_opencv(adj, pb, st)
     for v in range(3):
         assert rot_angle(R[0, v].double().numpy() @ R_cv[0, v].double().numpy().T) < 0.05
-    np.testing.assert_array_equal(R[0, 3].numpy(), np.diag([1.0, -1, -1]))
-    np.testing.assert_array_equal(t[0, 3].numpy(), [0, 0, 100.0])
-
-    from backend.fit import init
+    for pose in ((R, t), (R_cv, t_cv)):
+        np.testing.assert_array_equal(pose[0][0, 3].numpy(), np.diag([1.0, -1, -1]))
+        np.testing.assert_array_equal(pose[1][0, 3].numpy(), [0, 0, 100.0])
 
     logf0 = torch.full((1, 1), float(np.log(512.0)))
-    picked = search_focal(adj, pb, logf0)
-    saved = init.pnp_init
-    init.pnp_init = opencv_pnp_init
-    try:
-        picked_cv = search_focal(adj, pb, logf0)
-    finally:
-        init.pnp_init = saved
-    assert torch.equal(picked, picked_cv)
+    picked_cv = search_focal(adj, pb, logf0)  # the CPU's start: OpenCV
+    adj.host_reads_cheap = False  # as on a GPU: the batched start
+    assert torch.equal(search_focal(adj, pb, logf0), picked_cv)
+
+
+def test_the_start_is_opencv_where_reads_are_free_and_batched_elsewhere(model):
+    spec = landmark_spec("ibug68", model)
+    adj = BundleAdjuster(model, spec, product_config("ibug68", 3))
+    _, pts = scene(model, spec, 3, 2, 900.0)
+    pb = adj._problem(pts, np.ones(pts.shape[:3]), np.full((1, 3, 2), 512.0), None)
+    st = mean_face_state(adj, 1, 3, 900.0)
+    assert adj.host_reads_cheap  # a CPU adjuster
+    for cheap, pnp in ((True, pnp_opencv), (False, pnp_batched)):
+        adj.host_reads_cheap = cheap
+        R, t = pnp_init(adj, pb, st)
+        R_ref, t_ref = pnp(adj, pb, st)
+        assert torch.equal(R, R_ref) and torch.equal(t, t_ref)
 
 
 def test_a_fit_reads_back_little_per_step_and_skipping_reads_changes_nothing(model):
     """Where reads are expensive (a GPU) the solver re-solves instead of asking whether a bound was crossed, and the
     cost history is read once per reweighting round: fewer than 3 reads per LM iteration, against 5-6 where
-    reading is free (the CPU), and 5.8-6.0 before this work. The fit is bit-identical either way."""
+    reading is free (the CPU), and 5.8-6.0 before this work. From the same start (the pose starts differ by design:
+    test above) the fit is bit-identical either way."""
     spec = landmark_spec("ibug68", model)
-    _, pts = scene(model, spec, 3, 5)
+    sc, pts = scene(model, spec, 3, 5)
+    start = {"R": np.stack([v["R"] for v in sc["views"]])[None], "t": np.stack([v["t"] for v in sc["views"]])[None]}
     fits, per_step = {}, {}
     for cheap in (True, False):
         ba = BundleAdjuster(model, spec, product_config("ibug68", 3))
         ba.host_reads_cheap = cheap
         with counting_host_reads() as reads:
             fits[cheap] = ba.fit(pts, np.ones(pts.shape[:3]), np.full((1, 3, 2), 512.0),
-                                 focal_init=np.full((1, 3), 700.0))
+                                 focal_init=np.full((1, 3), 700.0), init=start)
         per_step[cheap] = reads[0] / fits[cheap].iterations
     assert per_step[False] < 3 < per_step[True]
     # the convergence test still stops a fit at the end of a reweighting round (any round, with this tolerance)
