@@ -414,7 +414,10 @@ def bake(model, res, views, size, device, extra, files, hair="remove", cancel=No
 
     t = time.perf_counter()
     png = {k: img for k, img in png.items() if img is not None}
-    with ThreadPoolExecutor(2) as pool:  # zlib releases the GIL: the big images encode side by side
+    from .cpu import thread_budget
+
+    # zlib releases the GIL: the big images encode side by side, where the process has the cores for it
+    with ThreadPoolExecutor(min(2, thread_budget())) as pool:
         for key, data in zip(png, pool.map(_png_bytes, png.values())):
             if isinstance(data, str):
                 warnings.append(f"{key}.png not written: {data}")

@@ -433,3 +433,32 @@ def test_texture_hair_option_is_checked(tmp_path):
     res = subprocess.run([sys.executable, "-m", "backend", "reconstruct", "x.jpg", "-o", str(tmp_path / "c"),
                           "--texture-hair", "shave"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "--texture-hair" in res.stderr and "invalid choice" in res.stderr
+
+
+def test_bake_keeps_to_the_process_thread_budget(unlit_case, monkeypatch):
+    """A batch worker given one thread bakes its views one after the other on its own thread (two at a time, as a
+    single job on two cores does, put four threads on two cores when two workers ran: items 20 % slower), and the
+    texture is the same."""
+    import threading
+
+    import torch
+
+    from backend.texture import bake
+
+    m, identity, tex, views, out = unlit_case
+    seen = []
+    observe = bake._observe
+
+    def spy(*a, **kw):
+        seen.append(threading.get_ident())
+        return observe(*a, **kw)
+
+    monkeypatch.setattr(bake, "_observe", spy)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = bake_textures(m, identity, views, size=SIZE, delight=False, detail=True, skin_only=False)
+    finally:
+        torch.set_num_threads(old)
+    assert len(seen) == len(views) > 1 and set(seen) == {threading.get_ident()}
+    np.testing.assert_array_equal(one["albedo"], out["albedo"])

@@ -57,7 +57,7 @@ def _run(items, spec, out_dir, workers, threads, memory_gb, ray, progress, force
             pool = _make_pool(todo, ray, workers, threads, memory_gb) if todo else None
             header["executor"] = _describe(pool)
             prog = Progress(progress, len(items), len(todo), {"executor": header["executor"]})
-            for it in todo:
+            for it in largest_first(todo):
                 pool.submit({"item": it, "out_dir": str(out_dir), "action": actions[it.subject],
                              "blend": blend, "glb": glb, "threads": pool.threads})
             for _task, rec in (pool.results() if pool else ()):
@@ -90,6 +90,26 @@ def _run(items, spec, out_dir, workers, threads, memory_gb, ray, progress, force
     failed = [(r["subject"], r.get("error")) for r in report.records.values() if r["status"] == "failed"]
     return {"summary": summary, "cancelled": cancelled, "failed": failed, "report": str(out_dir / "batch_report.json"),
             "executor": header["executor"]}
+
+
+def largest_first(items) -> list:
+    """The items in the order to start them: largest inputs first (ties keep the spec's order). A pool that
+    meets its big items last ends with one worker still busy and the others idle; started first, the small
+    ones fill the gaps at the end (longest-processing-time-first). Input bytes stand for the work: video
+    length, photo count and resolution all grow them (measured: a 3-photo item of 1024 px photos takes 4.6 s,
+    one of 224 px photos 3.2 s; python -m bench.batch)."""
+    def size(path: str) -> int:
+        p = Path(path)
+        try:
+            if p.is_dir():
+                return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+            return p.stat().st_size
+        except OSError:  # missing or unreadable: the worker reports it, and it costs nothing to find out
+            return 0
+
+    cost = {it.subject: sum(size(x) for x in [*it.inputs, it.options.get("landmarks_file") or ""] if x)
+            for it in items}
+    return sorted(items, key=lambda it: -cost[it.subject])
 
 
 def _make_pool(todo, ray, workers, threads, memory_gb):

@@ -565,9 +565,12 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
         return o
 
     # the views are independent and most of their work (OpenCV, numpy's large ops, the rasterizer)
-    # releases the GIL: two at a time use both cores
+    # releases the GIL: two at a time use two cores, where the process has them
+    from ..cpu import thread_budget
+
+    side_by_side = len(views) > 1 and str(device) == "cpu" and thread_budget() > 1
     with _torch_threads(1):
-        if len(views) > 1 and str(device) == "cpu":
+        if side_by_side:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(2) as pool:
