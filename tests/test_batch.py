@@ -202,7 +202,7 @@ def test_ctrl_c_keeps_finished_bundles_and_leaves_no_half_one(tmp_path):
     assert json.loads(rest.splitlines()[-1])["cancelled"] is True
     rep = _report(out)
     status = {s: rep[s]["status"] for s in subjects}
-    assert status["s0"] == "done" and "cancelled" in status.values(), status
+    assert "done" in status.values() and "cancelled" in status.values(), status
     for s in subjects:  # a subject is either a whole bundle or absent
         if status[s] == "done":
             assert (out / s / "result.json").is_file() and (out / s / "head.obj").is_file()
@@ -230,7 +230,11 @@ def test_a_killed_worker_fails_only_its_item(manifest, tmp_path):
     """What the kernel's OOM killer does to a worker: that item is reported, the batch goes on in a new worker."""
     spec = tmp_path / "m.csv"
     photo = DATA / "multiview-mvfnet" / "front.jpg"  # with the 2048 px texture: several seconds of work
-    spec.write_text(f"subject,inputs,landmarks_file\nana,,{manifest.parent / 'ana.json'}\nphoto,{photo},\n"
+    # items start largest first: 'ana' padded to be the largest runs first, then the photo, then 'ben'
+    ana = tmp_path / "ana.json"
+    ana.write_text((manifest.parent / "ana.json").read_text() + " " * (2 * photo.stat().st_size))
+    assert (manifest.parent / "ben.json").stat().st_size < photo.stat().st_size
+    spec.write_text(f"subject,inputs,landmarks_file\nana,,{ana}\nphoto,{photo},\n"
                     f"ben,,{manifest.parent / 'ben.json'}\n")
     out = tmp_path / "out"
     def kill_the_worker(proc):  # 'ana' is done: the one worker has taken 'photo'
