@@ -134,11 +134,12 @@ def run(n_items: int = 8, texture_size: int = 2048, ray: bool = True) -> list[st
                  "start-up, so an item pays only the second figure")
     lines += ["", f"Benchmark wall time {time.perf_counter() - t_all:.1f} s; load average at the end: "
               "%.2f / %.2f / %.2f." % os.getloadavg()]
-    busy = max(load_start, os.getloadavg()[0])
-    if busy > 0.5 * cores:  # other work on the cores: each run got a different, unknown share of them
-        lines += ["", f"**Measured under load** (1-min load average up to {busy:.1f} on {cores} cores, other jobs "
-                  "running): times are inflated and the ratios between runs are not reliable; rerun on a quiet "
-                  "machine."]
+    # only the load before the start tells of other work: at the end the 1-min average holds this benchmark's
+    # own workers (2 of them keep it near 2)
+    if load_start > 0.5 * cores:  # other work on the cores: each run got a different, unknown share of them
+        lines += ["", f"**Measured under load** (1-min load average {load_start:.1f} on {cores} cores before the "
+                  "start, other jobs running): times are inflated and the ratios between runs are not reliable; "
+                  "rerun on a quiet machine."]
     print("\n".join(lines[-8:]), flush=True)
     return lines
 
