@@ -410,20 +410,14 @@ def bake(model, res, views, size, device, extra, files, hair="remove", cancel=No
     del tv
     png = {"albedo": out["albedo"], "normal": out.get("normal"), "hair_mask": out["hair_mask"],
            "eye_albedo": out.get("eye_albedo"), "eye_shell_albedo": out.get("eye_shell_albedo")}
-    from concurrent.futures import ThreadPoolExecutor
-
     t = time.perf_counter()
     png = {k: img for k, img in png.items() if img is not None}
-    from .cpu import thread_budget
-
-    # zlib releases the GIL: the big images encode side by side, where the process has the cores for it
-    with ThreadPoolExecutor(min(2, thread_budget())) as pool:
-        for key, data in zip(png, pool.map(_png_bytes, png.values())):
-            if isinstance(data, str):
-                warnings.append(f"{key}.png not written: {data}")
-                continue
-            extra[f"{key}.png"] = data
-            files[key] = f"{key}.png"
+    for key, data in zip(png, encode_pngs(list(png.values()))):
+        if isinstance(data, str):
+            warnings.append(f"{key}.png not written: {data}")
+            continue
+        extra[f"{key}.png"] = data
+        files[key] = f"{key}.png"
     out["timings_s"]["png"] = round(time.perf_counter() - t, 3)
     return {"size": size, "work_size": out["work_size"],
             "layout": "UV tiles 1001 and 1002 side by side: image is (size, 2*size), sample at (u/2, v)",
@@ -442,6 +436,19 @@ def _jsonable(x):
     if isinstance(x, np.generic):
         return x.item()
     return x
+
+
+def encode_pngs(images: list) -> list:
+    """PNG bytes (or why not) of each image. zlib releases the GIL: the big images encode two at a time where the
+    process has the threads for it (cpu.thread_budget), else one after the other on this thread."""
+    from .cpu import thread_budget
+
+    if min(2, thread_budget(), len(images)) < 2:
+        return [_png_bytes(img) for img in images]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(_png_bytes, images))
 
 
 def _png_bytes(img: np.ndarray) -> bytes | str:

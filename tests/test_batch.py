@@ -380,5 +380,21 @@ def test_items_start_largest_first(tmp_path):
     lm = tmp_path / "lm.json"
     lm.write_text("{" + " " * 1000 + "}")
     items = [Item("a", [str(small)]), Item("b", [str(big)]), Item("c", [str(tmp_path / "gone.jpg")]),
-             Item("d", [str(video)]), Item("e", [str(small)]), Item("f", [], {"landmarks_file": str(lm)})]
-    assert [it.subject for it in largest_first(items)] == ["d", "b", "f", "a", "e", "c"]
+             Item("d", [str(video)]), Item("e", [str(small)]), Item("f", [], {"landmarks_file": str(lm)}),
+             Item("g", [str(tmp_path / "nul\x00.jpg")])]
+    assert [it.subject for it in largest_first(items)] == ["d", "b", "f", "a", "e", "c", "g"]
+
+
+def test_the_pool_is_handed_the_largest_items_first(manifest, tmp_path):
+    """One worker, a manifest listed smallest first: the items start largest first."""
+    spec = tmp_path / "m.csv"
+    rows = ["subject,landmarks_file"]
+    for name, pad in (("small", 0), ("mid", 4000), ("big", 16000)):
+        lm = tmp_path / f"{name}.json"
+        lm.write_text((manifest.parent / "ana.json").read_text() + " " * pad)
+        rows.append(f"{name},{lm}")
+    spec.write_text("\n".join(rows) + "\n")
+    rc, _, err = batch(spec, "--output", tmp_path / "out", "--no-texture", "--workers", "1")
+    assert rc == 0, err
+    rep = _report(tmp_path / "out")
+    assert sorted(("small", "mid", "big"), key=lambda s: rep[s]["started"]) == ["big", "mid", "small"]

@@ -437,28 +437,49 @@ def test_texture_hair_option_is_checked(tmp_path):
 
 def test_bake_keeps_to_the_process_thread_budget(unlit_case, monkeypatch):
     """A batch worker given one thread bakes its views one after the other on its own thread (two at a time, as a
-    single job on two cores does, put four threads on two cores when two workers ran: items 20 % slower), and the
-    texture is the same."""
+    single job on two cores does, put four threads on two cores when two workers ran: items 20 % slower); given
+    two, on two pool threads; the texture is the same either way."""
     import threading
 
-    import torch
-
+    from backend import cpu
     from backend.texture import bake
 
     m, identity, tex, views, out = unlit_case
-    seen = []
     observe = bake._observe
+    albedo = {}
+    for budget in (1, 2):
+        seen = []
 
-    def spy(*a, **kw):
-        seen.append(threading.get_ident())
-        return observe(*a, **kw)
+        def spy(*a, **kw):
+            seen.append(threading.get_ident())
+            return observe(*a, **kw)
 
-    monkeypatch.setattr(bake, "_observe", spy)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        one = bake_textures(m, identity, views, size=SIZE, delight=False, detail=True, skin_only=False)
-    finally:
-        torch.set_num_threads(old)
-    assert len(seen) == len(views) > 1 and set(seen) == {threading.get_ident()}
-    np.testing.assert_array_equal(one["albedo"], out["albedo"])
+        monkeypatch.setattr(bake, "_observe", spy)
+        monkeypatch.setattr(cpu, "_budget", budget)
+        albedo[budget] = bake_textures(m, identity, views, size=SIZE, delight=False, detail=True,
+                                       skin_only=False)["albedo"]
+        assert len(seen) == len(views) > 1
+        assert (set(seen) == {threading.get_ident()}) == (budget == 1)
+    np.testing.assert_array_equal(albedo[1], albedo[2])
+    np.testing.assert_array_equal(albedo[1], out["albedo"])
+
+
+def test_png_encoding_keeps_to_the_process_thread_budget(monkeypatch):
+    import threading
+
+    from backend import cpu, pipeline
+
+    images = [np.full((64, 64, 3), i, np.uint8) for i in range(3)]
+    encode = pipeline._png_bytes
+    for budget in (1, 2):
+        seen = []
+
+        def spy(img):
+            seen.append(threading.get_ident())
+            return encode(img)
+
+        monkeypatch.setattr(pipeline, "_png_bytes", spy)
+        monkeypatch.setattr(cpu, "_budget", budget)
+        out = pipeline.encode_pngs(images)
+        assert [bytes(o[:8]) for o in out] == [b"\x89PNG\r\n\x1a\n"] * 3
+        assert (threading.get_ident() in seen) == (budget == 1)

@@ -9,22 +9,15 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
-import os
 from pathlib import Path
 
+from ..cpu import usable_cores
 from .worker import init_local_worker, run_item
 
 # A worker's peak resident memory on a photo job, measured by `python -m bench.batch` (docs/benchmarks.md,
 # Batch): 4.0-4.8 GB with the default 2048 px texture bake, 0.55 GB without a texture (~1.3 GB in a worker
 # that baked a texture before: freed memory stays with the process); budgets leave some room.
 MEMORY_PER_WORKER_GB = {"texture": 5.0, "no_texture": 1.5}
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # honours taskset and container CPU sets
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return os.cpu_count() or 1
 
 
 def available_memory_gb() -> float | None:

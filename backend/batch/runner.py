@@ -95,21 +95,31 @@ def _run(items, spec, out_dir, workers, threads, memory_gb, ray, progress, force
 def largest_first(items) -> list:
     """The items in the order to start them: largest inputs first (ties keep the spec's order). A pool that
     meets its big items last ends with one worker still busy and the others idle; started first, the small
-    ones fill the gaps at the end (longest-processing-time-first). Input bytes stand for the work: video
-    length, photo count and resolution all grow them (measured: a 3-photo item of 1024 px photos takes 4.6 s,
-    one of 224 px photos 3.2 s; python -m bench.batch)."""
-    def size(path: str) -> int:
-        p = Path(path)
+    ones fill the gaps at the end (longest-processing-time-first). The bytes of the files a reconstruction
+    reads (resume.input_files: folders expanded as the pipeline does, a landmarks file's photos included)
+    stand for the work: video length, photo count and resolution all grow them (measured: a 3-photo item of
+    1024 px photos takes 4.6 s, one of 224 px photos 3.2 s; python -m bench.batch). An input that cannot be
+    read counts as nothing: its item fails in its worker with the pipeline's own message."""
+    from .resume import input_files
+
+    sizes: dict = {}
+
+    def size(path) -> int:
+        if path not in sizes:
+            try:
+                sizes[path] = path.stat().st_size
+            except (OSError, ValueError):
+                sizes[path] = 0
+        return sizes[path]
+
+    def cost(item) -> int:
         try:
-            if p.is_dir():
-                return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-            return p.stat().st_size
-        except OSError:  # missing or unreadable: the worker reports it, and it costs nothing to find out
+            return sum(size(p) for p in input_files(item))
+        except Exception:  # noqa: BLE001 - a missing or bad input: reported by the item's own run
             return 0
 
-    cost = {it.subject: sum(size(x) for x in [*it.inputs, it.options.get("landmarks_file") or ""] if x)
-            for it in items}
-    return sorted(items, key=lambda it: -cost[it.subject])
+    costs = {it.subject: cost(it) for it in items}
+    return sorted(items, key=lambda it: -costs[it.subject])
 
 
 def _make_pool(todo, ray, workers, threads, memory_gb):

@@ -39,6 +39,9 @@ def configure(threads: int, gpu: int | None = None) -> None:
         return
     _state["configured"] = True
     threads = max(1, int(threads))
+    from ..cpu import set_thread_budget
+
+    set_thread_budget(threads)
     for name in THREAD_ENV:
         os.environ[name] = str(threads)
     os.environ.setdefault("GLOG_minloglevel", "2")
