@@ -1,6 +1,8 @@
-"""How many CPU threads this process may use, for the thread pools of our own (PNG encoding, per-view bake)."""
+"""How many CPU threads this process may use: for the thread pools of our own (PNG encoding, per-view bake), and
+torch held to one thread where its ops are too small to share."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 _budget: int | None = None
@@ -25,3 +27,21 @@ def thread_budget() -> int:
     than alone (python -m bench.batch). Held here rather than read from torch, whose count the bake and the
     tracker lower for a while and which counts physical cores."""
     return _budget or usable_cores()
+
+
+@contextlib.contextmanager
+def one_torch_thread(device="cpu"):
+    """torch on one CPU thread for the duration, the count restored after; nothing for another device. Already
+    at one (a caller that holds it there while its own threads run), it leaves the count alone: two threads
+    each restoring it behind the other's back would leave it wrong."""
+    import torch
+
+    old = torch.get_num_threads()
+    if torch.device(device).type != "cpu" or old == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

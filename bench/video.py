@@ -143,7 +143,8 @@ def design_comparison(model, spec, seq, points, device="cpu") -> list[tuple[str,
     frames as views of one job (what tracking.fit_frames does) vs frames as independent jobs, and the
     post-hoc Whittaker smoother vs fitting.py's in-solver temporal term on the expression."""
     from backend.fit import BundleAdjuster, FitConfig
-    from backend.fit.tracking import single_cpu_thread, personalised_model, smooth_track
+    from backend.cpu import one_torch_thread
+    from backend.fit.tracking import personalised_model, smooth_track
 
     N, L = points.shape[:2]
     size = np.asarray(seq["size"], np.float64)
@@ -154,7 +155,7 @@ def design_comparison(model, spec, seq, points, device="cpu") -> list[tuple[str,
         cfg = FitConfig(n_identity=1, fix_identity=True, fix_focal=True, temporal_smoothing=ts, device=device)
         ba = BundleAdjuster(personalised_model(model, seq["identity"]), spec, cfg)
         t0 = time.perf_counter()
-        with single_cpu_thread(device):
+        with one_torch_thread(device):
             if jobs:
                 r = ba.fit(points[:, None], np.ones((N, 1, L)), np.tile(size, (N, 1, 1)), np.full((N, 1), seq["focal"]),
                            np.ones((N, 1), bool))

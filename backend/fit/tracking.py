@@ -14,12 +14,12 @@ Design (measured in `python -m bench.video`, docs/benchmarks.md "Video tracking"
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..cpu import one_torch_thread
 from ..face_model import FaceModel, resolve_antagonists
 from .adjuster import BundleAdjuster, FitConfig
 from .rotations import head_angles
@@ -64,24 +64,6 @@ def personalised_model(model: FaceModel, identity) -> FaceModel:
                                identity=np.zeros_like(model.identity[:1]), _cache={})
 
 
-@contextlib.contextmanager
-def single_cpu_thread(device):
-    """The per-frame blocks are tiny (59 x 59): a second OpenMP thread gains ~10 % on an idle machine and loses
-    20-30x when another process holds a core (threads spin at every barrier; measured 1.6 s vs 43 s for 90
-    frames on 2 busy cores), so CPU tracking runs on one thread."""
-    import torch
-
-    if torch.device(device).type != "cpu":
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def fit_frames(model: FaceModel, spec: LandmarkSpec, identity, focal: float, points, valid, size,
                init_expression=None, device=None, progress=None, cancel=None, config: FitConfig | None = None,
                scores=None):
@@ -110,7 +92,10 @@ def fit_frames(model: FaceModel, spec: LandmarkSpec, identity, focal: float, poi
             init = {"expression": np.asarray(init_expression)[sel][None]}
         if scores is not None:
             priors = {"expression": np.asarray(scores)[sel][None]}
-        with single_cpu_thread(cfg.device):
+        # the per-frame blocks are tiny (59 x 59): a second OpenMP thread gains ~10 % on an idle machine and loses
+        # 20-30x when another process holds a core (threads spin at every barrier; measured 1.6 s vs 43 s for 90
+        # frames on 2 busy cores), so CPU tracking runs on one thread
+        with one_torch_thread(cfg.device):
             res = ba.fit(points[sel][None], np.ones((1, V, L)), np.tile(np.asarray(size, np.float64), (1, V, 1)),
                          focal_init=np.full((1, V), float(focal)), focal_known=np.ones((1, V), bool), init=init,
                          cancel=cancel, priors=priors)

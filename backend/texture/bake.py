@@ -25,13 +25,13 @@ Images are handled in linear light (sRGB decoded) so shading divides correctly.
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from ..cpu import one_torch_thread, thread_budget
 from ..face_model import FaceModel
 from . import atlas as atlas_mod
 from .blend import multiband_blend, push_pull
@@ -121,20 +121,6 @@ def shading_clipped(n, L):
 def _smoothstep(x):
     x = np.clip(x, 0, 1)
     return x * x * (3 - 2 * x)
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    """torch's thread count for the duration (raster.py's rasterizer wants one; two views rasterize
-    at once here, and each restoring the count behind the other's back would leave it wrong)."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _check(cancel):
@@ -566,10 +552,10 @@ def bake_textures(model: FaceModel, identity: np.ndarray, views: list[dict], siz
 
     # the views are independent and most of their work (OpenCV, numpy's large ops, the rasterizer)
     # releases the GIL: two at a time use two cores, where the process has them
-    from ..cpu import thread_budget
-
     side_by_side = len(views) > 1 and str(device) == "cpu" and thread_budget() > 1
-    with _torch_threads(1):
+    # the rasterizer wants one torch thread; held here, around both views, so the two running at once do not
+    # each set and restore it behind the other's back
+    with one_torch_thread():
         if side_by_side:
             from concurrent.futures import ThreadPoolExecutor
 

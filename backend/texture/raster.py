@@ -14,11 +14,12 @@ when real depths are passed; pass z = 1 for an orthographic (e.g. UV-space) rast
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from ..cpu import one_torch_thread
 
 _KEY_NONE = torch.iinfo(torch.int64).max
 _DEPTH_BITS = 30
@@ -47,27 +48,12 @@ def rasterize(xy, z, tris, height: int, width: int, device="cpu", max_candidates
     leaves the nearest-triangle image unchanged and halves the work (the back of the head,
     the far side of the teeth and the eyeballs).
     """
+    # torch's CPU ops on these sizes (1e4..1e6 elements) gain nothing from a second thread, and on a busy machine
+    # each op's parallel region waits for a descheduled worker: measured 0.06 s with one thread against 0.4-1.3 s
+    # with two for the same head raster under load 8 on 2 cores
     dev = torch.device(device)
-    if dev.type == "cpu":
-        with _one_thread():
-            return _rasterize(xy, z, tris, height, width, dev, max_candidates, cull_backfaces)
-    return _rasterize(xy, z, tris, height, width, dev, max_candidates, cull_backfaces)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """torch's CPU ops on these sizes (1e4..1e6 elements) gain nothing from a second thread, and on
-    a busy machine each op's parallel region waits for a descheduled worker: measured 0.06 s with
-    one thread against 0.4-1.3 s with two for the same head raster under load 8 on 2 cores."""
-    n = torch.get_num_threads()
-    if n == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
+    with one_torch_thread(dev):
+        return _rasterize(xy, z, tris, height, width, dev, max_candidates, cull_backfaces)
 
 
 def _rasterize(xy, z, tris, height, width, dev, max_candidates, cull_backfaces) -> Raster:
